@@ -1,0 +1,34 @@
+use serde::{Deserialize, Serialize};
+
+/// The body of `GET /health`, also shown by the web app.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct HealthReport {
+    /// `ok` when at least one ComfyUI server answers and the workflows are loaded, else `unavailable`.
+    pub status: String,
+    /// True when the bridge runs against its built-in ComfyUI simulator instead of a real ComfyUI.
+    pub demo: bool,
+    pub servers: Vec<ServerHealth>,
+    pub workflows: WorkflowHealth,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ServerHealth {
+    pub url: String,
+    pub reachable: bool,
+    /// Whether the bridge's event socket to this server is open right now.
+    pub socket_connected: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_remaining: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comfyui_version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct WorkflowHealth {
+    pub models: Vec<String>,
+    /// Problems found by the last load or reload; the models above are the last good set.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
+}
