@@ -1,0 +1,25 @@
+use std::time::Duration;
+
+/// Knobs of the simulated server. The defaults suit tests: no artificial latency.
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    /// Latency per sampler step (KSampler, SamplerCustom*) and per other non-trivial node.
+    pub step_delay: Duration,
+    /// Send binary preview frames while sampling, like `--preview-method auto`.
+    pub previews: bool,
+    /// Request body limit in bytes (`--max-upload-size`), also reported in `feature_flags`.
+    pub max_upload_size: u64,
+    /// Serve the newer `/api/jobs` routes. Off means ComfyUI 0.3.64, where they are 404.
+    pub jobs_api: bool,
+}
+
+impl Default for SimConfig {
+    fn default() -> Self {
+        Self {
+            step_delay: Duration::ZERO,
+            previews: true,
+            max_upload_size: 104_857_600,
+            jobs_api: true,
+        }
+    }
+}
