@@ -1,0 +1,544 @@
+//! Workflow templates: one ComfyUI API-format workflow per model, with an optional TOML sidecar.
+//!
+//! Loading finds where each request value goes (prompt, seed, size, …) by following the graph's
+//! links from the sampler and the output nodes, so standard exports need no hand mapping.
+//! Explicit `[bindings]` and `"{{name}}"` placeholders override what detection finds.
+
+mod assemble;
+mod detect;
+mod render;
+mod sidecar;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use sidecar::Overrides;
+
+/// Workflow files bigger than this are refused rather than read into memory.
+const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A request value that a template can route into its graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Param {
+    Prompt,
+    NegativePrompt,
+    Seed,
+    Width,
+    Height,
+    Steps,
+    Cfg,
+    Sampler,
+    Scheduler,
+    Image,
+    Mask,
+    Strength,
+    BatchSize,
+}
+
+impl Param {
+    pub const ALL: [Param; 13] = [
+        Param::Prompt,
+        Param::NegativePrompt,
+        Param::Seed,
+        Param::Width,
+        Param::Height,
+        Param::Steps,
+        Param::Cfg,
+        Param::Sampler,
+        Param::Scheduler,
+        Param::Image,
+        Param::Mask,
+        Param::Strength,
+        Param::BatchSize,
+    ];
+
+    /// The name used in `[bindings]` and in `"{{name}}"` placeholders.
+    pub fn name(self) -> &'static str {
+        match self {
+            Param::Prompt => "prompt",
+            Param::NegativePrompt => "negative_prompt",
+            Param::Seed => "seed",
+            Param::Width => "width",
+            Param::Height => "height",
+            Param::Steps => "steps",
+            Param::Cfg => "cfg",
+            Param::Sampler => "sampler",
+            Param::Scheduler => "scheduler",
+            Param::Image => "image",
+            Param::Mask => "mask",
+            Param::Strength => "strength",
+            Param::BatchSize => "batch_size",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Param> {
+        Param::ALL.into_iter().find(|p| p.name() == name)
+    }
+}
+
+impl fmt::Display for Param {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Txt2Img,
+    Img2Img,
+    Inpaint,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Txt2Img => "txt2img",
+            ModelKind::Img2Img => "img2img",
+            ModelKind::Inpaint => "inpaint",
+        }
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An image size, written `WxH` (OpenAI's `size` format).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Size {
+    pub width: u32,
+    pub height: u32,
+}
+
+impl Size {
+    /// ComfyUI's own ceiling for image and latent sides.
+    pub const MAX_SIDE: u32 = 16384;
+
+    pub const fn new(width: u32, height: u32) -> Size {
+        Size { width, height }
+    }
+}
+
+impl fmt::Display for Size {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}x{}", self.width, self.height)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid size {0:?}: expected WxH with each side 1..=16384, e.g. 1024x1024")]
+pub struct SizeParseError(String);
+
+impl FromStr for Size {
+    type Err = SizeParseError;
+
+    fn from_str(s: &str) -> Result<Size, SizeParseError> {
+        let err = || SizeParseError(s.to_owned());
+        let (w, h) = s.split_once('x').ok_or_else(err)?;
+        // u32::from_str would accept a leading '+'; sizes are plain digits only.
+        let side = |t: &str| -> Option<u32> {
+            if t.is_empty() || t.len() > 5 || !t.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            t.parse::<u32>()
+                .ok()
+                .filter(|v| (1..=Size::MAX_SIDE).contains(v))
+        };
+        match (side(w), side(h)) {
+            (Some(width), Some(height)) => Ok(Size { width, height }),
+            _ => Err(err()),
+        }
+    }
+}
+
+impl Serialize for Size {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Size {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// The sixteen sizes the original bridge offered; the default `sizes` of a template.
+pub const DEFAULT_SIZES: [Size; 16] = [
+    Size::new(512, 512),
+    Size::new(512, 768),
+    Size::new(768, 512),
+    Size::new(576, 1024),
+    Size::new(1024, 576),
+    Size::new(768, 768),
+    Size::new(768, 1024),
+    Size::new(1024, 768),
+    Size::new(768, 1344),
+    Size::new(1344, 768),
+    Size::new(1024, 1024),
+    Size::new(1024, 1536),
+    Size::new(1536, 1024),
+    Size::new(1152, 1536),
+    Size::new(1536, 1152),
+    Size::new(1536, 1536),
+];
+
+/// Model-level defaults from the sidecar's `[defaults]`; `None` keeps the workflow's own value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Defaults {
+    pub steps: Option<u32>,
+    pub cfg: Option<f64>,
+    pub sampler: Option<String>,
+    pub scheduler: Option<String>,
+    pub negative_prompt: Option<String>,
+    /// Denoise for img2img (default 0.6) and inpaint (default 1.0); never applied to txt2img.
+    pub strength: f64,
+}
+
+impl Default for Defaults {
+    fn default() -> Defaults {
+        Defaults {
+            steps: None,
+            cfg: None,
+            sampler: None,
+            scheduler: None,
+            negative_prompt: None,
+            strength: 0.6,
+        }
+    }
+}
+
+/// One input of one node that receives a request value.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Target {
+    pub node: String,
+    pub input: String,
+    pub class_type: String,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{} ({})", self.node, self.input, self.class_type)
+    }
+}
+
+/// The node an error is about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeRef {
+    pub id: String,
+    pub class_type: Option<String>,
+}
+
+impl fmt::Display for NodeRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.class_type {
+            Some(c) => write!(f, "node {} ({c})", self.id),
+            None => write!(f, "node {}", self.id),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}{}: {message}", .file.display(), node_prefix(.node.as_ref()))]
+pub struct TemplateError {
+    pub file: PathBuf,
+    pub node: Option<NodeRef>,
+    pub message: String,
+}
+
+fn node_prefix(node: Option<&NodeRef>) -> String {
+    node.map(|n| format!(": {n}")).unwrap_or_default()
+}
+
+impl TemplateError {
+    fn file(file: &Path, message: impl Into<String>) -> TemplateError {
+        TemplateError {
+            file: file.to_path_buf(),
+            node: None,
+            message: message.into(),
+        }
+    }
+}
+
+/// Values for one render. `width`/`height` of 0 mean the template's default size.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RenderParams {
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub seed: u64,
+    pub width: u32,
+    pub height: u32,
+    pub steps: Option<u32>,
+    pub cfg: Option<f64>,
+    pub sampler: Option<String>,
+    pub scheduler: Option<String>,
+    pub quality: Option<String>,
+    pub style: Option<String>,
+    pub image: Option<String>,
+    pub mask: Option<String>,
+    pub strength: Option<f64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Template {
+    pub id: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    pub kind: ModelKind,
+    pub sizes: Vec<Size>,
+    pub default_size: Size,
+    pub defaults: Defaults,
+    /// `quality` request values (low, medium, high, hd, standard, …) → overrides.
+    pub quality: BTreeMap<String, Overrides>,
+    /// `style` request values (vivid, natural, …) → overrides.
+    pub style: BTreeMap<String, Overrides>,
+    /// A stable pseudo creation time for `/v1/models`, derived from the id.
+    pub created: u64,
+    graph: serde_json::Map<String, Value>,
+    bindings: BTreeMap<Param, Vec<Target>>,
+    outputs: Vec<String>,
+    mask_in_image_alpha: bool,
+}
+
+impl Template {
+    /// Whether a request value reaches the graph. Unsupported values are ignored by `render`.
+    pub fn supports(&self, param: Param) -> bool {
+        (param == Param::Mask && self.mask_in_image_alpha) || !self.targets(param).is_empty()
+    }
+
+    /// Image output node ids, in id order.
+    pub fn output_nodes(&self) -> &[String] {
+        &self.outputs
+    }
+
+    pub fn allows_size(&self, s: Size) -> bool {
+        self.sizes.contains(&s)
+    }
+
+    /// Where a request value goes; empty when unsupported.
+    pub fn targets(&self, param: Param) -> &[Target] {
+        self.bindings.get(&param).map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// True when the mask is read from the alpha channel of the uploaded image itself (one
+    /// LoadImage feeds both pixels and mask), so the caller must merge the mask into the image's
+    /// alpha before uploading; `RenderParams::mask` is then not written anywhere.
+    pub fn mask_in_image_alpha(&self) -> bool {
+        self.mask_in_image_alpha
+    }
+
+    /// The workflow as loaded, for inspection.
+    pub fn graph(&self) -> &serde_json::Map<String, Value> {
+        &self.graph
+    }
+
+    /// A fresh API-format prompt with the request values applied.
+    pub fn render(&self, p: &RenderParams) -> Value {
+        render::render(self, p)
+    }
+}
+
+/// Every loaded template, by id.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateSet {
+    templates: BTreeMap<String, Arc<Template>>,
+}
+
+impl TemplateSet {
+    /// Loads every workflow in `dir` plus `extra` files (e.g. from the env var WORKFLOW_TXT2IMG).
+    /// All-or-nothing: any error → Err with every error found.
+    ///
+    /// A missing `dir` is an error unless `extra` names at least one file.
+    pub fn load(dir: &Path, extra: &[PathBuf]) -> Result<TemplateSet, Vec<TemplateError>> {
+        let mut errors = Vec::new();
+        let mut pairs = match list_dir(dir) {
+            Ok((pairs, mut orphans)) => {
+                errors.append(&mut orphans);
+                pairs
+            }
+            Err(e) if extra.is_empty() || dir.exists() => {
+                errors.push(e);
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        };
+        for path in extra {
+            match extra_pair(path) {
+                Ok(pair) => {
+                    let dup = pairs.iter().any(|(j, _)| same_file(j, &pair.0));
+                    if !dup {
+                        pairs.push(pair);
+                    }
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+
+        let mut templates: BTreeMap<String, Arc<Template>> = BTreeMap::new();
+        for (json, toml) in pairs {
+            match load_template(&json, toml.as_deref()) {
+                Ok(t) => {
+                    if let Some(other) = templates.get(&t.id) {
+                        errors.push(TemplateError::file(
+                            &json,
+                            format!(
+                                "model id {:?} is already used by {}",
+                                t.id,
+                                other.file.display()
+                            ),
+                        ));
+                    } else {
+                        templates.insert(t.id.clone(), Arc::new(t));
+                    }
+                }
+                Err(mut e) => errors.append(&mut e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(TemplateSet { templates })
+        } else {
+            Err(errors)
+        }
+    }
+
+    pub fn get(&self, id: &str) -> Option<&Arc<Template>> {
+        self.templates.get(id)
+    }
+
+    /// Templates sorted by id.
+    pub fn iter(&self) -> impl Iterator<Item = &Arc<Template>> {
+        self.templates.values()
+    }
+
+    pub fn len(&self) -> usize {
+        self.templates.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.templates.is_empty()
+    }
+}
+
+type FilePair = (PathBuf, Option<PathBuf>);
+
+/// Pairs each `<stem>.json` with its optional `<stem>.toml`, sorted by file name; a `.toml`
+/// without its `.json` is returned as an error beside the pairs.
+fn list_dir(dir: &Path) -> Result<(Vec<FilePair>, Vec<TemplateError>), TemplateError> {
+    let read = std::fs::read_dir(dir).map_err(|e| {
+        TemplateError::file(dir, format!("cannot read the workflow directory: {e}"))
+    })?;
+    let mut jsons = BTreeMap::new();
+    let mut tomls = BTreeMap::new();
+    for entry in read.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        // Editor backups and dotfiles are not models.
+        if name.starts_with('.') || !path.is_file() {
+            continue;
+        }
+        let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name);
+        match path.extension().and_then(|e| e.to_str()) {
+            Some("json") => {
+                jsons.insert(stem.to_owned(), path.clone());
+            }
+            Some("toml") => {
+                tomls.insert(stem.to_owned(), path.clone());
+            }
+            _ => {}
+        }
+    }
+    let orphans = tomls
+        .iter()
+        .filter(|(stem, _)| !jsons.contains_key(*stem))
+        .map(|(stem, path)| {
+            TemplateError::file(
+                path,
+                format!("sidecar without a workflow: {stem}.json is missing"),
+            )
+        })
+        .collect();
+    let pairs = jsons
+        .into_iter()
+        .map(|(stem, json)| (json, tomls.remove(&stem)))
+        .collect();
+    Ok((pairs, orphans))
+}
+
+fn extra_pair(path: &Path) -> Result<FilePair, TemplateError> {
+    if path.extension().and_then(|e| e.to_str()) != Some("json") {
+        return Err(TemplateError::file(
+            path,
+            "a workflow file must end in .json",
+        ));
+    }
+    if !path.is_file() {
+        return Err(TemplateError::file(path, "workflow file not found"));
+    }
+    let toml = path.with_extension("toml");
+    Ok((path.to_path_buf(), toml.is_file().then_some(toml)))
+}
+
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
+}
+
+fn read_text(path: &Path) -> Result<String, TemplateError> {
+    let meta = std::fs::metadata(path)
+        .map_err(|e| TemplateError::file(path, format!("cannot read: {e}")))?;
+    if meta.len() > MAX_FILE_BYTES {
+        return Err(TemplateError::file(
+            path,
+            format!("file is larger than {MAX_FILE_BYTES} bytes"),
+        ));
+    }
+    std::fs::read_to_string(path)
+        .map_err(|e| TemplateError::file(path, format!("cannot read: {e}")))
+}
+
+fn load_template(json: &Path, toml: Option<&Path>) -> Result<Template, Vec<TemplateError>> {
+    let json_text = read_text(json).map_err(|e| vec![e])?;
+    let side = match toml {
+        Some(path) => {
+            let text = read_text(path).map_err(|e| vec![e])?;
+            Some((
+                path,
+                sidecar::parse(&text).map_err(|m| vec![TemplateError::file(path, m)])?,
+            ))
+        }
+        None => None,
+    };
+    let stem = json
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or_default()
+        .to_owned();
+    assemble::build(json, &json_text, &stem, side.as_ref().map(|(p, s)| (*p, s)))
+}
+
+/// FNV-1a: unlike `DefaultHasher`, its output is fixed forever, so `created` never changes.
+fn created_time(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in id.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    1_700_000_000 + h % 10_000_000
+}
+
+#[cfg(test)]
+mod tests;
