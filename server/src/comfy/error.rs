@@ -1,0 +1,86 @@
+use std::time::Duration;
+
+use axum::http::StatusCode;
+
+/// What can go wrong between the bridge and ComfyUI. Messages are written for the API client;
+/// server addresses and raw upstream bodies go to the log, not into the message.
+#[derive(Debug, thiserror::Error)]
+pub enum ComfyError {
+    #[error("ComfyUI is not reachable right now; try again shortly.")]
+    Unavailable { reason: String },
+    #[error("ComfyUI rejected the workflow: {0}")]
+    Validation(String),
+    #[error(
+        "ComfyUI failed while running node {node_id} ({node_type}): {exception_type}: {message}"
+    )]
+    Execution {
+        node_id: String,
+        node_type: String,
+        exception_type: String,
+        message: String,
+    },
+    #[error("The generation was interrupted in ComfyUI.")]
+    Interrupted,
+    #[error("ComfyUI lost the job (was it restarted?); try again.")]
+    Lost,
+    #[error("The generation did not finish within {} seconds and was cancelled.", .0.as_secs())]
+    Timeout(Duration),
+    #[error("ComfyUI sent an unexpected answer: {0}")]
+    BadResponse(String),
+    #[error("The workflow finished without producing an image; check its output node.")]
+    NoOutput,
+}
+
+impl ComfyError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ComfyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ComfyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            _ => StatusCode::BAD_GATEWAY,
+        }
+    }
+
+    pub fn code(&self) -> &'static str {
+        match self {
+            ComfyError::Unavailable { .. } => "comfyui_unavailable",
+            ComfyError::Validation(_) => "comfyui_validation_error",
+            ComfyError::Execution { .. } => "comfyui_execution_error",
+            ComfyError::Interrupted => "comfyui_interrupted",
+            ComfyError::Lost => "comfyui_job_lost",
+            ComfyError::Timeout(_) => "generation_timeout",
+            ComfyError::BadResponse(_) => "comfyui_bad_response",
+            ComfyError::NoOutput => "comfyui_no_output",
+        }
+    }
+
+    pub fn retry_after(&self) -> Option<u32> {
+        match self {
+            ComfyError::Unavailable { .. } => Some(10),
+            _ => None,
+        }
+    }
+
+    /// Whether repeating the request could help; workflow errors would fail the same way.
+    pub fn retryable(&self) -> bool {
+        matches!(
+            self,
+            ComfyError::Unavailable { .. } | ComfyError::Lost | ComfyError::BadResponse(_)
+        )
+    }
+
+    pub(crate) fn unavailable(err: impl std::fmt::Display) -> Self {
+        ComfyError::Unavailable {
+            reason: err.to_string(),
+        }
+    }
+}
+
+impl From<reqwest::Error> for ComfyError {
+    fn from(err: reqwest::Error) -> Self {
+        if err.is_connect() || err.is_timeout() || err.is_request() {
+            ComfyError::unavailable(err)
+        } else {
+            ComfyError::BadResponse(err.to_string())
+        }
+    }
+}

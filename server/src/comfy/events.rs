@@ -1,0 +1,35 @@
+use bytes::Bytes;
+
+/// What the socket tells a waiting job. Only the socket task sends these.
+#[derive(Debug, Clone)]
+pub(crate) enum JobEvent {
+    Update(JobUpdate),
+    /// `executing` with `node: null`: the prompt is finished and its history entry written.
+    Finished,
+    /// The socket reconnected; events may have been missed while it was down.
+    SocketUp,
+    SocketDown,
+}
+
+/// Progress of one job, for callers that show it (streams, the web app).
+#[derive(Debug, Clone)]
+pub enum JobUpdate {
+    /// ComfyUI accepted the job into its queue.
+    Queued,
+    Started,
+    /// A node began to run.
+    Node {
+        node: String,
+    },
+    /// A step of a node with a progress bar (a sampler step).
+    Progress {
+        node: Option<String>,
+        value: u64,
+        max: u64,
+    },
+    /// A preview image of the job in progress.
+    Preview {
+        mime: &'static str,
+        data: Bytes,
+    },
+}

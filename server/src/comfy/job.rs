@@ -1,0 +1,260 @@
+//! One prompt's life on one server: submit, follow its events, resolve it from history, fetch
+//! its images, and clean up, including when the caller goes away mid-way.
+
+use std::{
+    sync::{Arc, atomic::Ordering},
+    time::Duration,
+};
+
+use serde_json::Value;
+use tokio::{
+    sync::mpsc,
+    time::{Instant, sleep, sleep_until},
+};
+
+use super::{
+    ComfyError, ComfyServer, OutputImage,
+    events::{JobEvent, JobUpdate},
+};
+
+/// With the socket up, silence this long makes the job check history itself.
+const QUIET_POLL: Duration = Duration::from_secs(5);
+/// With the socket down, history is the only source of truth; ask it this often.
+const DOWN_POLL: Duration = Duration::from_secs(1);
+/// Consecutive failed history checks after which ComfyUI counts as gone.
+const MAX_POLL_FAILURES: u32 = 10;
+
+/// Removes the waiter, and cancels the prompt in ComfyUI if the job did not run to its end
+/// (the client disconnected, or the generation timed out): dropping the future is enough.
+struct JobGuard {
+    server: Arc<ComfyServer>,
+    prompt_id: String,
+    submitted: bool,
+    settled: bool,
+}
+
+impl Drop for JobGuard {
+    fn drop(&mut self) {
+        self.server
+            .waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&self.prompt_id);
+        self.server.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.submitted && !self.settled {
+            let server = self.server.clone();
+            let prompt_id = std::mem::take(&mut self.prompt_id);
+            tokio::spawn(async move {
+                server.cancel(&prompt_id).await;
+                server.forget_when_done(&prompt_id).await;
+            });
+        }
+    }
+}
+
+impl ComfyServer {
+    /// Runs a prompt to its end and returns the images of `outputs` (node ids, in that order;
+    /// empty means every image output, by node id). `updates` receives progress as it happens.
+    pub async fn run(
+        self: &Arc<Self>,
+        graph: &Value,
+        outputs: &[String],
+        updates: Option<mpsc::UnboundedSender<JobUpdate>>,
+        timeout: Duration,
+    ) -> Result<Vec<OutputImage>, ComfyError> {
+        let deadline = Instant::now() + timeout;
+        let prompt_id = uuid::Uuid::new_v4().to_string();
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        self.waiters
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(prompt_id.clone(), tx);
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        let mut guard = JobGuard {
+            server: self.clone(),
+            prompt_id: prompt_id.clone(),
+            submitted: false,
+            settled: false,
+        };
+
+        let send = |update: JobUpdate| {
+            if let Some(tx) = &updates {
+                let _ = tx.send(update);
+            }
+        };
+
+        let queued = tokio::select! {
+            r = self.submit(&prompt_id, graph) => r?,
+            () = sleep_until(deadline) => return Err(ComfyError::Timeout(timeout)),
+        };
+        guard.submitted = true;
+        tracing::debug!(server = %self.url, prompt_id, number = queued, "prompt queued");
+        send(JobUpdate::Queued);
+
+        let mut failures = 0u32;
+        let entry = loop {
+            let wait = if self.socket_connected() {
+                QUIET_POLL
+            } else {
+                DOWN_POLL
+            };
+            let check_history = tokio::select! {
+                event = rx.recv() => match event {
+                    Some(JobEvent::Update(update)) => { send(update); false }
+                    Some(JobEvent::Finished | JobEvent::SocketUp) => true,
+                    Some(JobEvent::SocketDown) | None => false,
+                },
+                () = sleep(wait) => true,
+                () = sleep_until(deadline) => return Err(ComfyError::Timeout(timeout)),
+            };
+            if !check_history {
+                continue;
+            }
+            match self.resolve(&prompt_id).await {
+                Ok(Some(entry)) => break entry,
+                Ok(None) => failures = 0,
+                Err(ComfyError::Lost) => {
+                    guard.settled = true;
+                    return Err(ComfyError::Lost);
+                }
+                Err(e) => {
+                    failures += 1;
+                    tracing::debug!(server = %self.url, prompt_id, error = %e, "history check failed");
+                    if failures >= MAX_POLL_FAILURES {
+                        guard.settled = true;
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        guard.settled = true;
+
+        let result = self.collect(&entry, outputs).await;
+        let server = self.clone();
+        tokio::spawn(async move { server.delete_history(&prompt_id).await });
+        result
+    }
+
+    /// The finished entry, `None` while the prompt is still queued or running, or `Lost` when
+    /// ComfyUI no longer knows it (a restart dropped it).
+    async fn resolve(&self, prompt_id: &str) -> Result<Option<Value>, ComfyError> {
+        if let Some(entry) = self.history(prompt_id).await? {
+            return Ok(Some(entry));
+        }
+        if self.in_queue(prompt_id).await? {
+            return Ok(None);
+        }
+        // ComfyUI writes history and leaves the queue under one lock, so a prompt absent from
+        // the queue has its entry by now, unless the server forgot it.
+        match self.history(prompt_id).await? {
+            Some(entry) => Ok(Some(entry)),
+            None => Err(ComfyError::Lost),
+        }
+    }
+
+    async fn collect(
+        &self,
+        entry: &Value,
+        outputs: &[String],
+    ) -> Result<Vec<OutputImage>, ComfyError> {
+        let status = &entry["status"];
+        if status["status_str"].as_str() == Some("error") {
+            return Err(failure(status));
+        }
+        let Some(all) = entry["outputs"].as_object() else {
+            return Err(ComfyError::NoOutput);
+        };
+        let mut nodes: Vec<&String> = if outputs.is_empty() {
+            all.keys().collect()
+        } else {
+            outputs.iter().filter(|id| all.contains_key(*id)).collect()
+        };
+        if outputs.is_empty() {
+            nodes.sort();
+        }
+        let mut images = Vec::new();
+        for node in nodes {
+            for file in all[node.as_str()]["images"]
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
+                let data = self.view(file).await?;
+                images.push(OutputImage {
+                    node_id: node.clone(),
+                    filename: file["filename"].as_str().unwrap_or("").to_string(),
+                    data,
+                });
+            }
+        }
+        if images.is_empty() {
+            return Err(ComfyError::NoOutput);
+        }
+        Ok(images)
+    }
+
+    /// After a cancel, waits for the prompt to settle and drops its history entry.
+    async fn forget_when_done(&self, prompt_id: &str) {
+        for _ in 0..60 {
+            match self.resolve(prompt_id).await {
+                Ok(Some(_)) => break,
+                Ok(None) => sleep(Duration::from_millis(500)).await,
+                // Dequeued prompts never get an entry; nothing to forget.
+                Err(_) => return,
+            }
+        }
+        self.delete_history(prompt_id).await;
+    }
+}
+
+/// Reads why a prompt failed from the last message of its history status.
+fn failure(status: &Value) -> ComfyError {
+    let last = status["messages"].as_array().and_then(|m| {
+        m.iter()
+            .rev()
+            .find(|m| m[0].as_str().is_some_and(|t| t != "execution_cached"))
+    });
+    match last {
+        Some(m) if m[0] == "execution_interrupted" => ComfyError::Interrupted,
+        Some(m) if m[0] == "execution_error" => {
+            let d = &m[1];
+            let text = |k: &str| d[k].as_str().unwrap_or("").trim().to_string();
+            ComfyError::Execution {
+                node_id: text("node_id"),
+                node_type: text("node_type"),
+                exception_type: text("exception_type"),
+                message: text("exception_message"),
+            }
+        }
+        _ => ComfyError::BadResponse("the job failed without an error message".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn execution_errors_carry_node_and_exception() {
+        let status = json!({"status_str": "error", "completed": false, "messages": [
+            ["execution_start", {"prompt_id": "p"}],
+            ["execution_cached", {"nodes": [], "prompt_id": "p"}],
+            ["execution_error", {"prompt_id": "p", "node_id": "2", "node_type": "ImageToMask",
+                "exception_message": "index 3 is out of bounds for dimension 3 with size 3\n",
+                "exception_type": "IndexError"}]]});
+        assert_eq!(
+            failure(&status).to_string(),
+            "ComfyUI failed while running node 2 (ImageToMask): IndexError: index 3 is out of bounds for dimension 3 with size 3"
+        );
+    }
+
+    #[test]
+    fn interrupts_are_told_apart_from_errors() {
+        let status = json!({"status_str": "error", "completed": false, "messages": [
+            ["execution_start", {"prompt_id": "p"}],
+            ["execution_interrupted", {"prompt_id": "p", "node_id": "4"}]]});
+        assert!(matches!(failure(&status), ComfyError::Interrupted));
+    }
+}

@@ -1,0 +1,15 @@
+//! The ComfyUI client: one persistent event socket per server, prompts submitted over HTTP,
+//! results fetched the moment the end marker arrives, and history polling as the fallback for
+//! a socket that went quiet or dropped.
+
+mod error;
+mod events;
+mod job;
+mod pool;
+mod server;
+mod ws;
+
+pub use error::ComfyError;
+pub use events::JobUpdate;
+pub use pool::ComfyPool;
+pub use server::{ComfyServer, OutputImage, ServerProbe};

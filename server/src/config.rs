@@ -1,0 +1,143 @@
+//! Command line and environment configuration.
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Clone, Parser)]
+#[command(
+    name = "comfyui-bridge",
+    version,
+    about = "An OpenAI-compatible API and web app in front of ComfyUI"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub config: Config,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum Command {
+    /// Run only the built-in ComfyUI simulator, as a stand-in ComfyUI server.
+    Simulator(SimulatorArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulatorArgs {
+    /// Address the simulator listens on.
+    #[arg(long, default_value = "127.0.0.1:8188")]
+    pub listen: SocketAddr,
+    /// Simulated time per sampler step, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    pub step_delay_ms: u64,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// ComfyUI base URL(s), comma separated. Unset (with COMFYUI_HOST unset too): the built-in
+    /// simulator is used as a demo backend.
+    #[arg(long, env = "COMFYUI_URL", value_delimiter = ',')]
+    pub comfyui_url: Vec<String>,
+    /// ComfyUI host, used with COMFYUI_PORT when COMFYUI_URL is unset.
+    #[arg(long, env = "COMFYUI_HOST")]
+    pub comfyui_host: Option<String>,
+    #[arg(long, env = "COMFYUI_PORT", default_value_t = 8188)]
+    pub comfyui_port: u16,
+    /// Use the built-in ComfyUI simulator even when a ComfyUI server is configured.
+    #[arg(long, env = "DEMO")]
+    pub demo: bool,
+    /// Simulated time per sampler step of the demo backend, in milliseconds.
+    #[arg(long, env = "DEMO_STEP_DELAY_MS", default_value_t = 60)]
+    pub demo_step_delay_ms: u64,
+
+    /// API key(s) clients must send as `Authorization: Bearer`, comma separated. Unset: open.
+    #[arg(long, env = "API_KEY", value_delimiter = ',', hide_env_values = true)]
+    pub api_key: Vec<String>,
+
+    /// Address to listen on.
+    #[arg(long, env = "LISTEN", default_value = "127.0.0.1:8000")]
+    pub listen: SocketAddr,
+    /// The bridge's public base URL (e.g. https://img.example.com), used in image URLs.
+    /// Unset: built from the request's Host header.
+    #[arg(long, env = "PUBLIC_URL")]
+    pub public_url: Option<String>,
+
+    /// Directory of workflow files, one model per file.
+    #[arg(long, env = "WORKFLOWS_DIR", default_value = "workflows")]
+    pub workflows_dir: PathBuf,
+    /// An extra txt2img workflow file (the original bridge's variable).
+    #[arg(long, env = "WORKFLOW_TXT2IMG")]
+    pub workflow_txt2img: Option<PathBuf>,
+    /// An extra img2img workflow file (the original bridge's variable).
+    #[arg(long, env = "WORKFLOW_IMG2IMG")]
+    pub workflow_img2img: Option<PathBuf>,
+    /// Model used when a request names none. Unset: `z-image-turbo` if present, else the first.
+    #[arg(long, env = "DEFAULT_MODEL")]
+    pub default_model: Option<String>,
+
+    /// Directory for images served by URL.
+    #[arg(long, env = "DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+    /// How long images served by URL are kept, in seconds.
+    #[arg(long, env = "IMAGE_RETENTION_SECS", default_value_t = 3600)]
+    pub image_retention_secs: u64,
+    /// Directory of the built web app (cargo-leptos's site root).
+    #[arg(long, env = "LEPTOS_SITE_ROOT", default_value = "target/site")]
+    pub site_root: PathBuf,
+
+    /// Longest time one generation may take before it is cancelled, in seconds.
+    #[arg(long, env = "GENERATION_TIMEOUT_SECS", default_value_t = 600)]
+    pub generation_timeout_secs: u64,
+    /// Jobs the bridge keeps in flight on ComfyUI at once, over all requests.
+    #[arg(long, env = "MAX_CONCURRENT_JOBS", default_value_t = 8)]
+    pub max_concurrent_jobs: usize,
+    /// Jobs that may wait for a slot before new requests get 429.
+    #[arg(long, env = "MAX_QUEUED_JOBS", default_value_t = 64)]
+    pub max_queued_jobs: usize,
+    /// Images of one request generated at once.
+    #[arg(long, env = "PER_REQUEST_CONCURRENCY", default_value_t = 4)]
+    pub per_request_concurrency: usize,
+    /// Longest accepted prompt, in characters.
+    #[arg(long, env = "MAX_PROMPT_CHARS", default_value_t = 32000)]
+    pub max_prompt_chars: usize,
+}
+
+impl Config {
+    /// The ComfyUI servers to use, or none for the demo backend.
+    pub fn comfyui_urls(&self) -> Vec<String> {
+        if self.demo {
+            return Vec::new();
+        }
+        let mut urls: Vec<String> = self
+            .comfyui_url
+            .iter()
+            .map(|u| u.trim().trim_end_matches('/').to_string())
+            .filter(|u| !u.is_empty())
+            .collect();
+        if urls.is_empty()
+            && let Some(host) = self.comfyui_host.as_deref().filter(|h| !h.is_empty())
+        {
+            urls.push(format!("http://{host}:{}", self.comfyui_port));
+        }
+        urls
+    }
+
+    pub fn generation_timeout(&self) -> Duration {
+        Duration::from_secs(self.generation_timeout_secs.max(1))
+    }
+
+    pub fn image_retention(&self) -> Duration {
+        Duration::from_secs(self.image_retention_secs.max(1))
+    }
+
+    /// A configuration for tests: no keys, the given directories, small limits.
+    pub fn for_tests(workflows_dir: PathBuf, data_dir: PathBuf) -> Self {
+        let cli = Cli::parse_from(["comfyui-bridge"]);
+        Config {
+            workflows_dir,
+            data_dir,
+            ..cli.config
+        }
+    }
+}

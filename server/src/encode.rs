@@ -1,0 +1,86 @@
+//! Turning ComfyUI's output into the format a client asked for.
+
+use std::io::Cursor;
+
+use app::api::images::OutputFormat;
+use bytes::Bytes;
+use image::{ImageFormat, codecs::jpeg::JpegEncoder, codecs::webp::WebPEncoder};
+
+use crate::error::ApiError;
+
+/// Re-encodes an image unless it already is in the wanted format. Runs on the blocking pool:
+/// decoding and encoding a large image takes long enough to stall other requests.
+pub async fn transcode(
+    data: Bytes,
+    format: OutputFormat,
+    compression: Option<u8>,
+) -> Result<Bytes, ApiError> {
+    if sniff(&data) == Some(format) {
+        return Ok(data);
+    }
+    tokio::task::spawn_blocking(move || encode(&data, format, compression))
+        .await
+        .map_err(|e| ApiError::Internal(format!("transcoding task failed: {e}")))?
+}
+
+pub fn sniff(data: &[u8]) -> Option<OutputFormat> {
+    match image::guess_format(data).ok()? {
+        ImageFormat::Png => Some(OutputFormat::Png),
+        ImageFormat::Jpeg => Some(OutputFormat::Jpeg),
+        ImageFormat::WebP => Some(OutputFormat::Webp),
+        _ => None,
+    }
+}
+
+fn encode(data: &[u8], format: OutputFormat, compression: Option<u8>) -> Result<Bytes, ApiError> {
+    let img = image::load_from_memory(data)
+        .map_err(|e| ApiError::Internal(format!("ComfyUI returned an unreadable image: {e}")))?;
+    let mut out = Cursor::new(Vec::new());
+    let result = match format {
+        OutputFormat::Png => img.write_to(&mut out, ImageFormat::Png),
+        // JPEG has no alpha; OpenAI's `output_compression` is its quality (100 = best).
+        OutputFormat::Jpeg => {
+            let quality = compression.unwrap_or(100).clamp(1, 100);
+            img.to_rgb8()
+                .write_with_encoder(JpegEncoder::new_with_quality(&mut out, quality))
+        }
+        // The image crate writes lossless WebP only; `output_compression` cannot apply.
+        OutputFormat::Webp => img
+            .to_rgba8()
+            .write_with_encoder(WebPEncoder::new_lossless(&mut out)),
+    };
+    result.map_err(|e| ApiError::Internal(format!("could not encode the image: {e}")))?;
+    Ok(Bytes::from(out.into_inner()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png() -> Bytes {
+        let img =
+            image::RgbImage::from_fn(8, 4, |x, y| image::Rgb([x as u8 * 30, y as u8 * 60, 9]));
+        let mut out = Cursor::new(Vec::new());
+        img.write_to(&mut out, ImageFormat::Png).unwrap();
+        Bytes::from(out.into_inner())
+    }
+
+    #[tokio::test]
+    async fn png_passes_through_untouched() {
+        let data = png();
+        let out = transcode(data.clone(), OutputFormat::Png, None)
+            .await
+            .unwrap();
+        assert_eq!(out, data);
+    }
+
+    #[tokio::test]
+    async fn converts_to_jpeg_and_webp_keeping_size() {
+        for format in [OutputFormat::Jpeg, OutputFormat::Webp] {
+            let out = transcode(png(), format, Some(80)).await.unwrap();
+            assert_eq!(sniff(&out), Some(format));
+            let img = image::load_from_memory(&out).unwrap();
+            assert_eq!((img.width(), img.height()), (8, 4));
+        }
+    }
+}

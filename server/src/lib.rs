@@ -1,0 +1,199 @@
+//! The bridge server: OpenAI's image API in front of ComfyUI, and the web app, on one host.
+
+pub mod comfy;
+pub mod config;
+mod encode;
+pub mod error;
+mod extract;
+pub mod jobs;
+mod overview;
+mod routes;
+pub mod state;
+pub mod storage;
+pub mod telemetry;
+pub mod templates;
+mod validate;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use anyhow::Context;
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::{
+    comfy::ComfyPool,
+    config::Config,
+    state::{AppState, Bridge},
+    storage::ImageStore,
+};
+
+/// A running bridge (and, in demo mode, the simulator behind it).
+pub struct Running {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub shutdown: CancellationToken,
+    pub sim: Option<sim::RunningSim>,
+    server: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Running {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops serving and waits for open requests to finish.
+    pub async fn stop(self) -> std::io::Result<()> {
+        self.shutdown.cancel();
+        self.server.await.unwrap_or(Ok(()))
+    }
+}
+
+/// Starts the bridge on `config.listen` (port 0 picks a free port) and returns once it accepts
+/// connections. With no ComfyUI configured, the built-in simulator is started as the backend.
+pub async fn start(config: Config) -> anyhow::Result<Running> {
+    let shutdown = CancellationToken::new();
+    let mut urls = config.comfyui_urls();
+    let mut sim = None;
+    let demo = urls.is_empty();
+    if demo {
+        let simulator = sim::Simulator::new(sim::SimConfig {
+            step_delay: Duration::from_millis(config.demo_step_delay_ms),
+            ..sim::SimConfig::default()
+        });
+        let running = simulator
+            .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
+            .await
+            .context("starting the built-in ComfyUI simulator")?;
+        tracing::warn!(
+            url = %running.url,
+            "no ComfyUI configured (COMFYUI_URL): using the built-in simulator as a demo backend"
+        );
+        urls.push(running.url.clone());
+        sim = Some(running);
+    }
+    if config.api_key.iter().all(|k| k.trim().is_empty()) {
+        tracing::warn!("API_KEY is not set: the API is open to anyone who can reach this address");
+    }
+
+    let loaded = state::load_templates(&config);
+    match &loaded {
+        Ok(set) => {
+            tracing::info!(models = set.len(), dir = %config.workflows_dir.display(), "workflows loaded")
+        }
+        Err(errors) => {
+            for e in errors {
+                tracing::error!("workflow error: {e}");
+            }
+        }
+    }
+    let images = ImageStore::open(&config.data_dir, config.image_retention())
+        .await
+        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    images.spawn_sweeper(shutdown.clone());
+    let pool = ComfyPool::connect(&urls, &shutdown);
+    let leptos = leptos_options(&config);
+    let listen = config.listen;
+    let state = AppState {
+        leptos,
+        bridge: Arc::new(Bridge::new(config, pool, images, demo, loaded)),
+    };
+
+    let listener = TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("listening on {listen}"))?;
+    let addr = listener.local_addr()?;
+    let app = router(state.clone());
+    let stop = shutdown.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await
+    });
+    tracing::info!("ComfyUI API Bridge listening on http://{addr}");
+    Ok(Running {
+        addr,
+        state,
+        shutdown,
+        sim,
+        server,
+    })
+}
+
+/// Runs until Ctrl-C or SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let running = start(config).await?;
+    shutdown_signal().await;
+    tracing::info!("shutting down");
+    running.stop().await?;
+    Ok(())
+}
+
+/// Runs only the simulator, for trying a client against a stand-in ComfyUI.
+pub async fn run_simulator(args: config::SimulatorArgs) -> anyhow::Result<()> {
+    let simulator = sim::Simulator::new(sim::SimConfig {
+        step_delay: Duration::from_millis(args.step_delay_ms),
+        ..sim::SimConfig::default()
+    });
+    let running = simulator.serve(args.listen).await?;
+    tracing::info!(url = %running.url, "ComfyUI simulator listening");
+    shutdown_signal().await;
+    Ok(())
+}
+
+pub fn router(state: AppState) -> Router {
+    let pages = generate_route_list(app::App);
+    let overview = overview::port(state.bridge.clone());
+    Router::new()
+        .nest("/v1", routes::v1(&state))
+        .merge(routes::ops(&state))
+        .leptos_routes_with_context(
+            &state,
+            pages,
+            move || leptos::context::provide_context(overview.clone()),
+            {
+                let options = state.leptos.clone();
+                move || app::shell(options.clone())
+            },
+        )
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
+            app::shell,
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// The web app's settings, from the bridge's own configuration, so the binary runs the same
+/// with or without cargo-leptos around it.
+fn leptos_options(config: &Config) -> LeptosOptions {
+    LeptosOptions::builder()
+        .output_name("comfyui-bridge")
+        .site_root(config.site_root.to_string_lossy().to_string())
+        .site_pkg_dir("pkg")
+        .site_addr(config.listen)
+        .build()
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}

@@ -1,0 +1,34 @@
+use axum::{
+    body::Body,
+    extract::{Path, State},
+    http::header,
+    response::{IntoResponse, Response},
+};
+use tokio_util::io::ReaderStream;
+
+use crate::{error::ApiError, state::AppState};
+
+/// Serves an image made for `response_format: "url"`, streamed from disk. The name is checked
+/// against the store's own naming scheme, so no request can reach another file.
+pub async fn image(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    let gone = || ApiError::NotFound("This image does not exist or has expired.".into());
+    let (path, mime) = state.bridge.images.path_of(&name).ok_or_else(gone)?;
+    let file = tokio::fs::File::open(&path).await.map_err(|_| gone())?;
+    let len = file.metadata().await.map(|m| m.len()).ok();
+    let mut res = (
+        [
+            (header::CONTENT_TYPE, mime),
+            (header::CACHE_CONTROL, "private, max-age=3600"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        Body::from_stream(ReaderStream::new(file)),
+    )
+        .into_response();
+    if let Some(len) = len {
+        res.headers_mut().insert(header::CONTENT_LENGTH, len.into());
+    }
+    Ok(res)
+}

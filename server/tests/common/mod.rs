@@ -1,0 +1,180 @@
+//! Starts a simulator and a bridge in front of it on ephemeral ports, and talks to them over HTTP.
+#![allow(dead_code)]
+
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use serde_json::Value;
+use server::config::Config;
+
+pub const MODEL: &str = "weightfree-txt2img";
+
+pub struct Harness {
+    pub bridge: server::Running,
+    pub sim: sim::RunningSim,
+    pub http: reqwest::Client,
+    pub url: String,
+    dir: PathBuf,
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        self.bridge.shutdown.cancel();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+pub fn shipped_workflows() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows"))
+}
+
+pub fn scratch_dir() -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("bridge-test-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+pub async fn start() -> Harness {
+    start_with(|_| {}).await
+}
+
+/// A simulator plus a bridge pointed at it; `tune` adjusts the bridge's configuration.
+pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Harness {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("warn,server=info")
+        .with_test_writer()
+        .try_init();
+    let sim = sim::Simulator::new(sim::SimConfig::default())
+        .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("simulator starts");
+    let dir = scratch_dir();
+    let mut config = Config::for_tests(shipped_workflows(), dir.join("data"));
+    config.comfyui_url = vec![sim.url.clone()];
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    tune(&mut config);
+    let uses_sim = config.comfyui_url.contains(&sim.url);
+    let bridge = server::start(config).await.expect("bridge starts");
+    let url = bridge.url();
+    let harness = Harness {
+        bridge,
+        sim,
+        http: reqwest::Client::new(),
+        url,
+        dir,
+    };
+    if uses_sim {
+        harness.wait_for_socket().await;
+    }
+    harness
+}
+
+impl Harness {
+    /// Waits until the bridge's event socket to ComfyUI is up, as it is moments after start.
+    pub async fn wait_for_socket(&self) {
+        for _ in 0..200 {
+            if self.sim.sim.socket_count() > 0 {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("the bridge never opened its event socket");
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("request sent");
+        read(res).await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        let res = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("request sent");
+        read(res).await
+    }
+
+    pub async fn generate(&self, body: Value) -> (u16, Value) {
+        self.post("/v1/images/generations", body).await
+    }
+
+    /// Waits until ComfyUI (the simulator) has no job queued or running.
+    pub async fn wait_until_idle(&self, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        while tokio::time::Instant::now() < deadline {
+            if self.sim.sim.pending_ids().is_empty() && self.sim.sim.running_id().is_none() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        false
+    }
+}
+
+/// Status and JSON body; asserts every error is OpenAI's envelope, as clients expect.
+pub async fn read(res: reqwest::Response) -> (u16, Value) {
+    let status = res.status().as_u16();
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let body: Value = res.json().await.unwrap_or(Value::Null);
+    if status >= 400 {
+        assert!(
+            content_type.starts_with("application/json"),
+            "error with content type {content_type:?}"
+        );
+        assert_envelope(&body);
+    }
+    (status, body)
+}
+
+pub fn assert_envelope(body: &Value) {
+    let err = &body["error"];
+    assert!(
+        err["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "no message in {body}"
+    );
+    assert!(err["type"].is_string(), "no type in {body}");
+    assert!(err.get("param").is_some(), "no param in {body}");
+    assert!(err.get("code").is_some(), "no code in {body}");
+}
+
+pub fn decode_b64(item: &Value) -> Vec<u8> {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD
+        .decode(item["b64_json"].as_str().expect("b64_json"))
+        .expect("valid base64")
+}
+
+pub fn dimensions(bytes: &[u8]) -> (u32, u32) {
+    let img = image::load_from_memory(bytes).expect("a decodable image");
+    (img.width(), img.height())
+}
+
+/// The PNG's `prompt` text chunk, where ComfyUI's SaveImage records the graph it ran.
+pub fn embedded_graph(png: &[u8]) -> Option<Value> {
+    let mut at = 8;
+    while at + 8 <= png.len() {
+        let len = u32::from_be_bytes(png[at..at + 4].try_into().ok()?) as usize;
+        let kind = &png[at + 4..at + 8];
+        let data = png.get(at + 8..at + 8 + len)?;
+        if kind == b"tEXt" {
+            let mut parts = data.splitn(2, |b| *b == 0);
+            if parts.next() == Some(b"prompt".as_slice()) {
+                return serde_json::from_slice(parts.next()?).ok();
+            }
+        }
+        at += 12 + len;
+    }
+    None
+}
