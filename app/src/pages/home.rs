@@ -158,12 +158,7 @@ async fn fetch_models() -> Result<ModelList, String> {
         .send()
         .await
         .map_err(|e| e.to_string())?;
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    if !resp.ok() {
-        return Err(error_text(status, &text));
-    }
-    serde_json::from_str(&text).map_err(|e| e.to_string())
+    read_json(resp).await
 }
 
 #[cfg(feature = "hydrate")]
@@ -178,6 +173,13 @@ async fn generate_images(input: GenerateInput) -> Result<ImagesResponse, String>
         .send()
         .await
         .map_err(|e| e.to_string())?;
+    read_json(resp).await
+}
+
+#[cfg(feature = "hydrate")]
+async fn read_json<T: serde::de::DeserializeOwned>(
+    resp: gloo_net::http::Response,
+) -> Result<T, String> {
     let status = resp.status();
     let text = resp.text().await.map_err(|e| e.to_string())?;
     if !resp.ok() {
