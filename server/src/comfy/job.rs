@@ -83,11 +83,13 @@ impl ComfyServer {
             }
         };
 
+        // Counted as submitted before the request goes out: a caller that leaves while the
+        // POST is in flight may leave a queued prompt behind, which the guard then cancels.
+        guard.submitted = true;
         let queued = tokio::select! {
-            r = self.submit(&prompt_id, graph) => r?,
+            r = self.submit(&prompt_id, graph) => r.inspect_err(|_| guard.settled = true)?,
             () = sleep_until(deadline) => return Err(ComfyError::Timeout(timeout)),
         };
-        guard.submitted = true;
         tracing::debug!(server = %self.url, prompt_id, number = queued, "prompt queued");
         send(JobUpdate::Queued);
 

@@ -247,26 +247,21 @@ impl ComfyServer {
             .await
     }
 
+    async fn get_json(&self, path: &str) -> Result<Value, reqwest::Error> {
+        self.http
+            .get(self.endpoint(path))
+            .timeout(Duration::from_secs(3))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await
+    }
+
     pub async fn probe(&self) -> ServerProbe {
         let stats = async {
-            let stats: Value = self
-                .http
-                .get(self.endpoint("/system_stats"))
-                .timeout(Duration::from_secs(3))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
-            let queue: Value = self
-                .http
-                .get(self.endpoint("/prompt"))
-                .timeout(Duration::from_secs(3))
-                .send()
-                .await?
-                .error_for_status()?
-                .json()
-                .await?;
+            let stats = self.get_json("/system_stats").await?;
+            let queue = self.get_json("/prompt").await?;
             Ok::<_, reqwest::Error>((stats, queue))
         };
         match stats.await {

@@ -38,6 +38,7 @@ pub fn ops(state: &AppState) -> Router<AppState> {
         .route("/health", get(health::health))
         .route("/images/{name}", get(files::image))
         .merge(admin)
+        .method_not_allowed_fallback(method_not_allowed)
 }
 
 async fn not_found() -> ApiError {
