@@ -1,0 +1,75 @@
+# Installs what building, running and testing need; sourced by scripts/run and scripts/test.
+# Safe to run again: every step checks first and does nothing when its tool is already there.
+# Tools go to ~/.cargo/bin and ~/.cache/comfyui-bridge; build outputs to $CARGO_TARGET_DIR.
+
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${COMFYUI_BRIDGE_CACHE:-$HOME/.cache/comfyui-bridge}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$CACHE/target}"
+export PATH="$HOME/.cargo/bin:$CACHE/tools/node_modules/.bin:$PATH"
+CARGO_LEPTOS_VERSION="0.3.11"
+BINARYEN_VERSION="132.0.0"
+
+say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+setup_rust() {
+    local toolchain
+    toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")"
+    if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1 \
+        || ! rustup target list --installed --toolchain "$toolchain" | grep -q wasm32-unknown-unknown; then
+        say "installing Rust $toolchain with the wasm32 target"
+        rustup toolchain install "$toolchain" --profile minimal \
+            --component clippy,rustfmt --target wasm32-unknown-unknown
+    fi
+    if [ "$(cargo-leptos --version 2>/dev/null | awk '{print $2}')" != "$CARGO_LEPTOS_VERSION" ]; then
+        say "installing cargo-leptos $CARGO_LEPTOS_VERSION (about 10 minutes, once)"
+        (cd "$ROOT" && cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked)
+    fi
+    # cargo-leptos downloads wasm-bindgen when it is missing, which fails offline; the CLI must
+    # match the library version in Cargo.lock exactly.
+    local wbg
+    wbg="$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' "$ROOT/Cargo.lock")"
+    if [ "$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')" != "$wbg" ]; then
+        say "installing wasm-bindgen-cli $wbg (about 4 minutes, once)"
+        (cd "$ROOT" && cargo install wasm-bindgen-cli --version "$wbg")
+    fi
+}
+
+setup_node_tools() {
+    if [ "$(wasm-opt --version 2>/dev/null | awk '{print $3}')" != "${BINARYEN_VERSION%%.*}" ]; then
+        say "installing wasm-opt (binaryen $BINARYEN_VERSION from npm)"
+        mkdir -p "$CACHE/tools"
+        npm install --prefix "$CACHE/tools" --no-audit --no-fund --silent "binaryen@$BINARYEN_VERSION"
+    fi
+}
+
+setup_python() {
+    local venv="$CACHE/venv"
+    if [ ! -x "$venv/bin/python" ]; then
+        say "creating a Python environment for the SDK tests"
+        python3 -m venv "$venv"
+    fi
+    if ! "$venv/bin/python" -c 'import openai, pytest' >/dev/null 2>&1 \
+        || ! cmp -s "$ROOT/tests/sdk/requirements.txt" "$venv/requirements.txt"; then
+        say "installing the OpenAI Python SDK"
+        "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/tests/sdk/requirements.txt"
+        cp "$ROOT/tests/sdk/requirements.txt" "$venv/requirements.txt"
+    fi
+    export SDK_PYTHON="$venv/bin/python"
+}
+
+setup_browser() {
+    if [ ! -x /usr/bin/chromium ]; then
+        say "installing Chromium (Debian package)"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+    fi
+    if [ ! -d "$ROOT/end2end/node_modules/@playwright/test" ] \
+        || [ "$ROOT/end2end/package-lock.json" -nt "$ROOT/end2end/node_modules/.package-lock.json" ]; then
+        say "installing the end-to-end test packages"
+        (cd "$ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
+    fi
+}
