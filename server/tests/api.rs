@@ -155,3 +155,15 @@ async fn demo_mode_runs_the_simulator_itself() {
     bridge.stop().await.unwrap();
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test]
+async fn no_loaded_model_is_explained() {
+    let dir = scratch_dir();
+    let h = start_with(|c| c.workflows_dir = dir.clone()).await;
+    let (status, body) = h.generate(json!({"prompt": "x"})).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["error"]["message"].as_str().unwrap().contains("No model is loaded"), "{body}");
+    let res = h.http.get(format!("{}/health", h.url)).send().await.unwrap();
+    assert_eq!(res.status(), 503);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -14,9 +14,14 @@ pub async fn generations(
     ApiJson(req): ApiJson<ImageGenerationRequest>,
 ) -> Result<Json<ImagesResponse>, ApiError> {
     let bridge = &state.bridge;
-    let template = bridge
-        .model(req.model.as_deref())
-        .ok_or_else(|| ApiError::ModelNotFound(req.model.clone().unwrap_or_default()))?;
+    let template = bridge.model(req.model.as_deref()).ok_or_else(|| {
+        match req.model.as_deref().filter(|m| !m.is_empty()) {
+            Some(name) => ApiError::ModelNotFound(name.to_string()),
+            None => ApiError::NotFound(
+                "No model is loaded; check the workflows directory (see /health).".into(),
+            ),
+        }
+    })?;
     let job = validate::generation(req, template, bridge.config.max_prompt_chars)?;
     let images = jobs::generate(
         &bridge.pool,
