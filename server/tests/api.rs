@@ -162,8 +162,19 @@ async fn no_loaded_model_is_explained() {
     let h = start_with(|c| c.workflows_dir = dir.clone()).await;
     let (status, body) = h.generate(json!({"prompt": "x"})).await;
     assert_eq!(status, 404, "{body}");
-    assert!(body["error"]["message"].as_str().unwrap().contains("No model is loaded"), "{body}");
-    let res = h.http.get(format!("{}/health", h.url)).send().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("No model is loaded"),
+        "{body}"
+    );
+    let res = h
+        .http
+        .get(format!("{}/health", h.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 503);
     let _ = std::fs::remove_dir_all(dir);
 }
