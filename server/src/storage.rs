@@ -83,16 +83,20 @@ impl ImageStore {
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn only_store_made_names_resolve() {
+    /// A store in a fresh temporary directory, holding one image.
+    async fn store_with_one_image(retention: Duration) -> (PathBuf, ImageStore, String) {
         let dir = std::env::temp_dir().join(format!("store-test-{}", uuid::Uuid::new_v4()));
-        let store = ImageStore::open(&dir, Duration::from_secs(60))
-            .await
-            .unwrap();
+        let store = ImageStore::open(&dir, retention).await.unwrap();
         let name = store
             .put(&Bytes::from_static(b"x"), OutputFormat::Png)
             .await
             .unwrap();
+        (dir, store, name)
+    }
+
+    #[tokio::test]
+    async fn only_store_made_names_resolve() {
+        let (dir, store, name) = store_with_one_image(Duration::from_secs(60)).await;
         let (path, mime) = store.path_of(&name).unwrap();
         assert_eq!(mime, "image/png");
         assert_eq!(tokio::fs::read(path).await.unwrap(), b"x");
@@ -110,14 +114,7 @@ mod tests {
 
     #[tokio::test]
     async fn sweep_removes_expired_images() {
-        let dir = std::env::temp_dir().join(format!("store-test-{}", uuid::Uuid::new_v4()));
-        let store = ImageStore::open(&dir, Duration::from_millis(1))
-            .await
-            .unwrap();
-        let name = store
-            .put(&Bytes::from_static(b"x"), OutputFormat::Png)
-            .await
-            .unwrap();
+        let (dir, store, name) = store_with_one_image(Duration::from_millis(1)).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
         store.sweep().await;
         assert!(!store.path_of(&name).unwrap().0.exists());
