@@ -623,6 +623,11 @@ fn trace_mask<'a>(g: &'a Graph, start: (&'a str, u64)) -> Option<(&'a str, u64)>
     None
 }
 
+/// Binds every LoadImage that is not a mask source as an image slot, in node-id order, so a
+/// workflow with k of them takes 1..=k input images (reference images for edit models). The
+/// mask may ride in the alpha of the first slot only: the caller merges the mask into the
+/// first uploaded image, so an alpha source in any other slot would read whatever alpha that
+/// image happens to have. Such a LoadImage is a mask file of its own instead.
 fn images_and_masks(
     g: &Graph,
     live: &[&str],
@@ -634,7 +639,7 @@ fn images_and_masks(
         .copied()
         .filter(|id| g.node(id).is_some_and(|n| n.class_type == "LoadImageMask"))
         .collect();
-    let mut alpha_of: Option<&str> = None;
+    let mut alpha_sources: Vec<&str> = Vec::new();
     for id in live {
         let Some(l) = g.link(id, "mask") else {
             continue;
@@ -646,38 +651,61 @@ fn images_and_masks(
         // LoadImage's MASK output (slot 1) is its alpha; if its pixels are used too, the mask
         // rides in the same file. Otherwise that LoadImage is a mask file of its own.
         if is_image && slot == 1 && g.links_from(src, 0) {
-            alpha_of.get_or_insert(src);
+            if !alpha_sources.contains(&src) {
+                alpha_sources.push(src);
+            }
         } else if !mask_files.contains(&src) {
             mask_files.push(src);
         }
     }
-    let images: Vec<&str> = live
+    let mut images: Vec<&str> = live
         .iter()
         .copied()
         .filter(|id| g.node(id).is_some_and(is_load_image) && !mask_files.contains(id))
         .collect();
-    match images.as_slice() {
-        [] => {}
-        [one] => d.bind(Param::Image, g.target(one, "image")),
-        many if !explicit.contains_key(&Param::Image) => {
-            let class = g.node(many[0]).map(|n| n.class_type.clone());
+
+    let first_slot = match explicit.get(&Param::Image) {
+        Some(bound) => bound.first().map(|t| t.node.as_str()),
+        None => images.first().copied(),
+    };
+    let bound_images: Vec<&str> = explicit
+        .get(&Param::Image)
+        .map(|ts| ts.iter().map(|t| t.node.as_str()).collect())
+        .unwrap_or_default();
+    let mut alpha_of_first = false;
+    for src in alpha_sources {
+        if Some(src) == first_slot {
+            alpha_of_first = true;
+        } else if bound_images.contains(&src) {
+            let class = g.node(src).map(|n| n.class_type.clone());
             d.errors.push(NodeError::at(
-                many[0],
+                src,
                 class.as_deref(),
                 format!(
-                    "ambiguous: {} LoadImage nodes ({}); bind one with image = \"<id>.image\" \
-                     in the sidecar's [bindings]",
-                    many.len(),
-                    many.join(", ")
+                    "its alpha is the mask, but [bindings] image makes it image slot {} of {}; \
+                     the mask can ride only in the first image, so list \"{src}.image\" first \
+                     or load the mask with LoadImageMask",
+                    bound_images
+                        .iter()
+                        .position(|b| *b == src)
+                        .map_or(0, |p| p + 1),
+                    bound_images.len()
                 ),
             ));
+        } else {
+            images.retain(|id| *id != src);
+            mask_files.push(src);
         }
-        _ => {}
     }
+
+    d.bind(
+        Param::Image,
+        images.iter().filter_map(|id| g.target(id, "image")),
+    );
     mask_files.sort_by(|a, b| natural_cmp(a, b));
     d.bind(
         Param::Mask,
         mask_files.iter().filter_map(|id| g.target(id, "image")),
     );
-    d.mask_in_image_alpha = mask_files.is_empty() && alpha_of.is_some();
+    d.mask_in_image_alpha = mask_files.is_empty() && alpha_of_first;
 }

@@ -284,7 +284,9 @@ pub struct RenderParams {
     pub scheduler: Option<String>,
     pub quality: Option<String>,
     pub style: Option<String>,
-    pub image: Option<String>,
+    /// Uploaded input images, one per image slot in slot order. Slots beyond the list get the
+    /// last image, so every LoadImage names a file that exists.
+    pub images: Vec<String>,
     pub mask: Option<String>,
     pub strength: Option<f64>,
 }
@@ -316,6 +318,11 @@ impl Template {
         (param == Param::Mask && self.mask_in_image_alpha) || !self.targets(param).is_empty()
     }
 
+    /// How many input images the workflow takes (its LoadImage slots); 0 for txt2img.
+    pub fn image_slots(&self) -> usize {
+        self.targets(Param::Image).len()
+    }
+
     /// Image output node ids, in id order.
     pub fn output_nodes(&self) -> &[String] {
         &self.outputs
@@ -332,7 +339,8 @@ impl Template {
 
     /// True when the mask is read from the alpha channel of the uploaded image itself (one
     /// LoadImage feeds both pixels and mask), so the caller must merge the mask into the image's
-    /// alpha before uploading; `RenderParams::mask` is then not written anywhere.
+    /// alpha before uploading; `RenderParams::mask` is then not written anywhere. That LoadImage
+    /// is always the first image slot: only `RenderParams::images[0]` carries the mask.
     pub fn mask_in_image_alpha(&self) -> bool {
         self.mask_in_image_alpha
     }

@@ -137,7 +137,7 @@ pub(super) fn render(t: &Template, p: &RenderParams) -> Value {
             .any(|tg| is_placeholder(t, tg))
             .then(String::new)
     });
-    let values: [(Param, Option<Val>); 13] = [
+    let values: [(Param, Option<Val>); 12] = [
         (
             Param::Prompt,
             Some(Val::Str(format!("{}{}", p.prompt, c.prompt_suffix))),
@@ -161,7 +161,6 @@ pub(super) fn render(t: &Template, p: &RenderParams) -> Value {
             Param::Strength,
             c.strength.filter(|_| img2img).map(Val::Float),
         ),
-        (Param::Image, p.image.clone().map(Val::Str)),
         (Param::Mask, p.mask.clone().map(Val::Str)),
     ];
 
@@ -175,6 +174,12 @@ pub(super) fn render(t: &Template, p: &RenderParams) -> Value {
                 Val::Str(s) => Value::String(s.clone()),
             };
             set_input(&mut graph, target, v);
+        }
+    }
+    if let Some(last) = p.images.last() {
+        for (i, target) in t.targets(Param::Image).iter().enumerate() {
+            let name = p.images.get(i).unwrap_or(last);
+            set_input(&mut graph, target, Value::String(name.clone()));
         }
     }
     Value::Object(graph)

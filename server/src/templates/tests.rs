@@ -152,14 +152,212 @@ fn with_prompt_branch(mut g: Value) -> Value {
 #[test]
 fn shipped_workflows_load() {
     let set = shipped();
-    let ids: Vec<&str> = set.iter().map(|t| t.id.as_str()).collect();
-    assert_eq!(ids, ["sdxl", "weightfree-txt2img", "z-image-turbo"]);
-    assert_eq!(set.len(), 3);
+    let kinds: Vec<(&str, ModelKind)> = set.iter().map(|t| (t.id.as_str(), t.kind)).collect();
+    assert_eq!(
+        kinds,
+        [
+            ("sdxl", ModelKind::Txt2Img),
+            ("sdxl-img2img", ModelKind::Img2Img),
+            ("sdxl-inpaint", ModelKind::Inpaint),
+            ("weightfree-blend", ModelKind::Img2Img),
+            ("weightfree-img2img", ModelKind::Img2Img),
+            ("weightfree-inpaint", ModelKind::Inpaint),
+            ("weightfree-txt2img", ModelKind::Txt2Img),
+            ("z-image-turbo", ModelKind::Txt2Img),
+        ]
+    );
+    assert_eq!(set.len(), 8);
     assert!(!set.is_empty());
     for t in set.iter() {
         assert!(t.description.is_some(), "{} has no description", t.id);
-        assert_eq!(t.kind, ModelKind::Txt2Img);
+        assert!(t.allows_size(t.default_size), "{}", t.id);
     }
+}
+
+/// What one shipped image-input model must look like after detection.
+struct ShippedEdit {
+    id: &'static str,
+    kind: ModelKind,
+    images: &'static [&'static str],
+    mask_in_alpha: bool,
+    width: &'static [&'static str],
+    height: &'static [&'static str],
+    strength: &'static str,
+    default_strength: f64,
+    seed: &'static str,
+    prompt: &'static str,
+    sizes: Option<&'static [&'static str]>,
+    default_size: &'static str,
+}
+
+const WEIGHTFREE_SIZES: &[&str] = &["64x64", "256x256", "512x512", "1024x1024"];
+
+const SHIPPED_EDITS: [ShippedEdit; 5] = [
+    ShippedEdit {
+        id: "sdxl-img2img",
+        kind: ModelKind::Img2Img,
+        images: &["10.image"],
+        mask_in_alpha: false,
+        width: &["11.width"],
+        height: &["11.height"],
+        strength: "3.denoise",
+        default_strength: 0.6,
+        seed: "3.seed",
+        prompt: "6.text",
+        sizes: None,
+        default_size: "1024x1024",
+    },
+    ShippedEdit {
+        id: "sdxl-inpaint",
+        kind: ModelKind::Inpaint,
+        images: &["10.image"],
+        mask_in_alpha: true,
+        width: &["11.width"],
+        height: &["11.height"],
+        strength: "3.denoise",
+        default_strength: 1.0,
+        seed: "3.seed",
+        prompt: "6.text",
+        sizes: None,
+        default_size: "1024x1024",
+    },
+    ShippedEdit {
+        id: "weightfree-img2img",
+        kind: ModelKind::Img2Img,
+        images: &["1.image"],
+        mask_in_alpha: false,
+        width: &["2.width"],
+        height: &["2.height"],
+        strength: "3.strength",
+        default_strength: 0.6,
+        seed: "3.seed",
+        prompt: "5.value",
+        sizes: Some(WEIGHTFREE_SIZES),
+        default_size: "512x512",
+    },
+    ShippedEdit {
+        id: "weightfree-inpaint",
+        kind: ModelKind::Inpaint,
+        images: &["1.image"],
+        mask_in_alpha: true,
+        width: &["2.width"],
+        height: &["2.height"],
+        strength: "3.strength",
+        default_strength: 1.0,
+        seed: "3.seed",
+        prompt: "6.value",
+        sizes: Some(WEIGHTFREE_SIZES),
+        default_size: "512x512",
+    },
+    ShippedEdit {
+        id: "weightfree-blend",
+        kind: ModelKind::Img2Img,
+        images: &["1.image", "3.image"],
+        mask_in_alpha: false,
+        width: &["2.width", "4.width"],
+        height: &["2.height", "4.height"],
+        strength: "5.blend_factor",
+        default_strength: 0.5,
+        seed: "6.seed",
+        prompt: "8.value",
+        sizes: Some(WEIGHTFREE_SIZES),
+        default_size: "512x512",
+    },
+];
+
+#[test]
+fn shipped_edit_models_detection() {
+    for want in &SHIPPED_EDITS {
+        let t = shipped_one(want.id);
+        let id = want.id;
+        assert_eq!(t.kind, want.kind, "{id}");
+        assert_eq!(t.image_slots(), want.images.len(), "{id}");
+        assert_eq!(at(&t, Param::Image), want.images, "{id}");
+        assert_eq!(t.mask_in_image_alpha(), want.mask_in_alpha, "{id}");
+        assert_eq!(t.supports(Param::Mask), want.mask_in_alpha, "{id}");
+        assert!(
+            at(&t, Param::Mask).is_empty(),
+            "{id}: no separate mask file"
+        );
+        assert_eq!(at(&t, Param::Width), want.width, "{id}");
+        assert_eq!(at(&t, Param::Height), want.height, "{id}");
+        assert_eq!(at(&t, Param::Strength), [want.strength], "{id}");
+        assert_eq!(t.defaults.strength, want.default_strength, "{id}");
+        assert_eq!(at(&t, Param::Seed), [want.seed], "{id}");
+        assert_eq!(at(&t, Param::Prompt), [want.prompt], "{id}");
+        assert!(
+            !t.supports(Param::BatchSize),
+            "{id}: ImageScale has no batch"
+        );
+        match want.sizes {
+            Some(sizes) => assert_eq!(
+                t.sizes,
+                sizes
+                    .iter()
+                    .map(|s| s.parse::<Size>().expect("size"))
+                    .collect::<Vec<_>>(),
+                "{id}"
+            ),
+            None => assert_eq!(t.sizes, DEFAULT_SIZES, "{id}"),
+        }
+        assert_eq!(t.default_size.to_string(), want.default_size, "{id}");
+
+        // Every size and strength target receives the request's values.
+        let names: Vec<String> = (0..want.images.len())
+            .map(|i| format!("in{i}.png"))
+            .collect();
+        let out = t.render(&RenderParams {
+            prompt: "p".into(),
+            seed: 3,
+            width: 256,
+            height: 64,
+            images: names.clone(),
+            strength: Some(0.25),
+            ..Default::default()
+        });
+        for (target, name) in want.images.iter().zip(&names) {
+            let (node, input_name) = target.split_once('.').expect("node.input");
+            assert_eq!(input(&out, node, input_name), name.as_str(), "{id}");
+        }
+        for (targets, v) in [(want.width, 256), (want.height, 64)] {
+            for target in targets {
+                let (node, input_name) = target.split_once('.').expect("node.input");
+                assert_eq!(input(&out, node, input_name), v, "{id} {target}");
+            }
+        }
+        let (node, input_name) = want.strength.split_once('.').expect("node.input");
+        assert_eq!(input(&out, node, input_name), 0.25, "{id}");
+        let out = t.render(&RenderParams::default());
+        assert_eq!(
+            input(&out, node, input_name),
+            want.default_strength,
+            "{id}: default strength"
+        );
+    }
+}
+
+#[test]
+fn shipped_edit_models_scale_without_cropping() {
+    // Cropping would shift the pixels against the alpha mask, which ComfyUI only resizes.
+    for want in &SHIPPED_EDITS {
+        let t = shipped_one(want.id);
+        for target in want.width {
+            let node = target.split_once('.').map_or("", |(n, _)| n);
+            let inputs = &t.graph()[node]["inputs"];
+            assert_eq!(inputs["crop"], "disabled", "{} {node}", want.id);
+            assert_eq!(inputs["upscale_method"], "lanczos", "{} {node}", want.id);
+        }
+    }
+    let t = shipped_one("sdxl-inpaint");
+    assert_eq!(t.graph()["12"]["class_type"], "VAEEncodeForInpaint");
+    assert_eq!(t.graph()["12"]["inputs"]["mask"], json!(["10", 1]));
+    assert_eq!(t.graph()["12"]["inputs"]["grow_mask_by"], 6);
+    let t = shipped_one("sdxl-img2img");
+    assert_eq!(
+        t.graph()["4"],
+        shipped_one("sdxl").graph()["4"],
+        "same checkpoint"
+    );
 }
 
 #[test]
@@ -322,6 +520,16 @@ fn shipped_workflows_match_node_schemas() {
                     }
                     Value::String(ty) if ty == "STRING" && !v.is_string() => {
                         problems.push(format!("{at}: {v} is not a string"));
+                    }
+                    Value::String(ty) if ty == "BOOLEAN" && !v.is_boolean() => {
+                        problems.push(format!("{at}: {v} is not a boolean"));
+                    }
+                    // The newer combo encoding: ["COMBO", {"options": [...]}].
+                    Value::String(ty)
+                        if ty == "COMBO"
+                            && !opts["options"].as_array().is_some_and(|o| o.contains(v)) =>
+                    {
+                        problems.push(format!("{at}: {v} is not one of the combo values"));
                     }
                     _ => {}
                 }
@@ -494,7 +702,7 @@ fn render_strength_only_for_img2img() {
     assert_eq!(at(&t, Param::Strength), ["3.denoise"]);
     assert!(!t.supports(Param::Width), "size comes from the image");
     let out = t.render(&RenderParams {
-        image: Some("upload_1.png".into()),
+        images: vec!["upload_1.png".into()],
         ..Default::default()
     });
     assert_eq!(input(&out, "10", "image"), "upload_1.png");
@@ -603,7 +811,7 @@ fn inpaint_detection() {
     assert_eq!(at(&t, Param::Mask), ["11.image"]);
     assert!(!t.mask_in_image_alpha());
     let out = t.render(&RenderParams {
-        image: Some("i.png".into()),
+        images: vec!["i.png".into()],
         mask: Some("m.png".into()),
         ..Default::default()
     });
@@ -830,18 +1038,140 @@ fn ambiguous_samplers_need_a_binding() {
     );
 }
 
+/// LoadImage nodes (by id) chained through ImageBlend nodes into a SaveImage, plus the prompt
+/// branch; `alpha` also feeds that LoadImage's MASK output into an ImageCompositeMasked.
+fn load_images_graph(ids: &[&str], alpha: Option<&str>) -> Value {
+    let mut g = with_prompt_branch(json!({}));
+    for id in ids {
+        g[*id] = json!({"class_type": "LoadImage", "inputs": {"image": format!("{id}.png")}});
+    }
+    let mut last = json!([ids[0], 0]);
+    for (k, id) in ids.iter().enumerate().skip(1) {
+        let blend = format!("{}", 50 + k);
+        g[&blend] = json!({"class_type": "ImageBlend", "inputs": {
+            "image1": last, "image2": [id, 0], "blend_factor": 0.5, "blend_mode": "normal"}});
+        last = json!([blend, 0]);
+    }
+    if let Some(a) = alpha {
+        g["60"] = json!({"class_type": "ImageCompositeMasked", "inputs": {
+            "destination": [a, 0], "source": last, "x": 0, "y": 0, "resize_source": false,
+            "mask": [a, 1]}});
+        last = json!(["60", 0]);
+    }
+    g["70"] =
+        json!({"class_type": "SaveImage", "inputs": {"images": last, "filename_prefix": "x"}});
+    g
+}
+
 #[test]
-fn ambiguous_load_images_need_a_binding() {
-    let mut g = with_prompt_branch(trace_img2img());
-    g["6"] = json!({"class_type": "LoadImage", "inputs": {"image": "b.png"}});
-    g["4"]["inputs"]["image2"] = json!(["6", 0]);
-    let e = errs(&g, None);
+fn several_load_images_are_image_slots_in_id_order() {
+    let t = ok(&load_images_graph(&["10", "2"], None), None);
+    assert_eq!(t.kind, ModelKind::Img2Img);
+    assert_eq!(t.image_slots(), 2);
+    assert_eq!(
+        at(&t, Param::Image),
+        ["2.image", "10.image"],
+        "natural order"
+    );
+
+    let t = ok(&load_images_graph(&["10", "2", "7"], None), None);
+    assert_eq!(t.image_slots(), 3);
+    assert_eq!(at(&t, Param::Image), ["2.image", "7.image", "10.image"]);
+
+    // Fewer images than slots: the last one fills the rest.
+    let files = |out: &Value| -> Vec<String> {
+        ["2", "7", "10"]
+            .iter()
+            .map(|id| {
+                input(out, id, "image")
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+            .collect()
+    };
+    let render = |images: &[&str]| {
+        t.render(&RenderParams {
+            images: images.iter().map(|s| (*s).to_owned()).collect(),
+            ..Default::default()
+        })
+    };
+    assert_eq!(files(&render(&["a.png"])), ["a.png", "a.png", "a.png"]);
+    assert_eq!(
+        files(&render(&["a.png", "b.png"])),
+        ["a.png", "b.png", "b.png"]
+    );
+    assert_eq!(
+        files(&render(&["a.png", "b.png", "c.png"])),
+        ["a.png", "b.png", "c.png"]
+    );
+    assert_eq!(
+        files(&render(&[])),
+        ["2.png", "7.png", "10.png"],
+        "no images leaves the workflow's own names"
+    );
+}
+
+#[test]
+fn image_bindings_override_slot_detection() {
+    let g = load_images_graph(&["2", "10", "7"], None);
+    let t = ok(&g, Some("[bindings]\nimage = [\"10.image\", \"2.image\"]"));
+    assert_eq!(
+        at(&t, Param::Image),
+        ["10.image", "2.image"],
+        "order as given"
+    );
+    assert_eq!(t.image_slots(), 2);
+    let out = t.render(&RenderParams {
+        images: vec!["a.png".into(), "b.png".into()],
+        ..Default::default()
+    });
+    assert_eq!(input(&out, "10", "image"), "a.png");
+    assert_eq!(input(&out, "2", "image"), "b.png");
+    assert_eq!(
+        input(&out, "7", "image"),
+        "7.png",
+        "unbound LoadImage untouched"
+    );
+
+    let t = ok(&g, Some("[bindings]\nimage = \"7.image\""));
+    assert_eq!(at(&t, Param::Image), ["7.image"]);
+    assert_eq!(t.image_slots(), 1);
+}
+
+#[test]
+fn mask_in_alpha_only_from_the_first_image_slot() {
+    // The alpha source is the first slot: the mask rides in the first image.
+    let t = ok(&load_images_graph(&["2", "10"], Some("2")), None);
+    assert_eq!(t.kind, ModelKind::Inpaint);
+    assert!(t.mask_in_image_alpha());
+    assert_eq!(at(&t, Param::Image), ["2.image", "10.image"]);
+    assert!(at(&t, Param::Mask).is_empty());
+
+    // Anywhere else it is a mask file of its own, not an image slot.
+    let t = ok(&load_images_graph(&["2", "10"], Some("10")), None);
+    assert_eq!(t.kind, ModelKind::Inpaint);
+    assert!(!t.mask_in_image_alpha());
+    assert_eq!(at(&t, Param::Image), ["2.image"]);
+    assert_eq!(at(&t, Param::Mask), ["10.image"]);
+    let out = t.render(&RenderParams {
+        images: vec!["a.png".into()],
+        mask: Some("m.png".into()),
+        ..Default::default()
+    });
+    assert_eq!(input(&out, "10", "image"), "m.png");
+
+    // Bindings that put it first make it the alpha source again...
+    let g = load_images_graph(&["2", "10"], Some("10"));
+    let t = ok(&g, Some("[bindings]\nimage = [\"10.image\", \"2.image\"]"));
+    assert!(t.mask_in_image_alpha());
+    assert!(at(&t, Param::Mask).is_empty());
+    // ...and bindings that keep it in a later slot are refused.
+    let e = errs(&g, Some("[bindings]\nimage = [\"2.image\", \"10.image\"]"));
     assert!(
-        e[0].starts_with("workflows/t.json: node 1 (LoadImage): ambiguous: 2 LoadImage"),
+        e[0].starts_with("workflows/t.json: node 10 (LoadImage): its alpha is the mask, but [bindings] image makes it image slot 2 of 2"),
         "{e:?}"
     );
-    let t = ok(&g, Some("[bindings]\nimage = \"6.image\""));
-    assert_eq!(at(&t, Param::Image), ["6.image"]);
 }
 
 #[test]
