@@ -11,6 +11,9 @@ pub struct SimConfig {
     pub max_upload_size: u64,
     /// Serve the newer `/api/jobs` routes. Off means ComfyUI 0.3.64, where they are 404.
     pub jobs_api: bool,
+    /// Newer ComfyUI started with `--enable-assets`: upload replies carry an `asset` object and
+    /// `DELETE /api/assets/{id}` removes an upload. Off means ComfyUI 0.3.64 (route 404).
+    pub assets: bool,
 }
 
 impl Default for SimConfig {
@@ -20,6 +23,7 @@ impl Default for SimConfig {
             previews: true,
             max_upload_size: 104_857_600,
             jobs_api: true,
+            assets: false,
         }
     }
 }

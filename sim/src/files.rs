@@ -99,6 +99,9 @@ pub(crate) fn resolve_image_ref(reference: &str) -> Option<FileKey> {
 pub(crate) struct Files {
     map: BTreeMap<FileKey, (Bytes, u64)>,
     clock: u64,
+    /// The asset database of newer ComfyUI (`--enable-assets`): asset id → the file it names.
+    /// It lives on disk there, so it sits here with the files and survives a restart.
+    assets: BTreeMap<String, FileKey>,
 }
 
 impl Files {
@@ -114,6 +117,40 @@ impl Files {
     }
     pub(crate) fn remove(&mut self, key: &FileKey) {
         self.map.remove(key);
+        self.assets.retain(|_, k| k != key);
+    }
+    /// The upload reply's `asset` object for a stored file, registering it on first sight; a
+    /// file uploaded again (same name) keeps its id. `None` when no such file exists.
+    pub(crate) fn asset(&mut self, key: &FileKey) -> Option<serde_json::Value> {
+        let (bytes, _) = self.map.get(key)?;
+        let id = match self.assets.iter().find(|(_, k)| *k == key) {
+            Some((id, _)) => id.clone(),
+            None => {
+                let id = uuid::Uuid::new_v4().to_string();
+                self.assets.insert(id.clone(), key.clone());
+                id
+            }
+        };
+        Some(serde_json::json!({
+            "id": id,
+            "name": key.name,
+            "asset_hash": format!("blake3:{}", content_hash(bytes)),
+            "size": bytes.len(),
+            "mime_type": content_type_for(&key.name),
+            "tags": [key.dir.as_str()],
+        }))
+    }
+    /// Drops an asset record, and its file too when `delete_content`. False for unknown ids.
+    pub(crate) fn delete_asset(&mut self, id: &str, delete_content: bool) -> bool {
+        match self.assets.remove(id) {
+            Some(key) => {
+                if delete_content {
+                    self.remove(&key);
+                }
+                true
+            }
+            None => false,
+        }
     }
     pub(crate) fn retain_dirs(&mut self, keep: impl Fn(Dir) -> bool) {
         self.map.retain(|k, _| keep(k.dir));
@@ -168,6 +205,25 @@ impl Files {
     }
 }
 
+/// A stable 256-bit content hash in hex, standing in for blake3 (which the simulator does not
+/// link): four FNV-1a lanes with different bases, each finished with a SplitMix64 mix.
+pub(crate) fn content_hash(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(64);
+    for lane in 0..4u64 {
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ lane.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        h ^= bytes.len() as u64;
+        h = (h ^ (h >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        h = (h ^ (h >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        h ^= h >> 31;
+        out.push_str(&format!("{h:016x}"));
+    }
+    out
+}
+
 pub(crate) fn content_type_for(name: &str) -> &'static str {
     let ext = name
         .rsplit_once('.')
@@ -216,6 +272,30 @@ mod tests {
         let k = resolve_image_ref("x_00001_.png [output]").unwrap();
         assert_eq!(k.dir, Dir::Output);
         assert!(resolve_image_ref("../../etc/passwd").is_none());
+    }
+
+    #[test]
+    fn assets_keep_their_id_and_go_with_their_file() {
+        let mut f = Files::default();
+        let key = FileKey::new(Dir::Input, "", "a.png").unwrap();
+        assert!(f.asset(&key).is_none(), "no file, no asset");
+        f.put(key.clone(), Bytes::from_static(b"abc"));
+        let a = f.asset(&key).unwrap();
+        assert_eq!(f.asset(&key).unwrap()["id"], a["id"]);
+        assert_eq!(a["size"], 3);
+        assert_eq!(a["mime_type"], "image/png");
+        let hash = a["asset_hash"].as_str().unwrap();
+        assert_eq!(hash.len(), "blake3:".len() + 64);
+        assert_eq!(hash, format!("blake3:{}", content_hash(b"abc")));
+        assert_ne!(content_hash(b"abc"), content_hash(b"abd"));
+
+        let id = a["id"].as_str().unwrap().to_string();
+        assert!(f.delete_asset(&id, false));
+        assert!(f.contains(&key), "delete_content=false keeps the file");
+        let id = f.asset(&key).unwrap()["id"].as_str().unwrap().to_string();
+        assert!(f.delete_asset(&id, true));
+        assert!(!f.contains(&key));
+        assert!(!f.delete_asset(&id, true), "gone");
     }
 
     #[test]

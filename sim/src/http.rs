@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use bytes::Bytes;
 use serde_json::{Map, Value, json};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -40,6 +40,10 @@ pub(crate) fn router(inner: Arc<Inner>) -> Router {
             .route("/jobs/cancel", post(cancel_jobs))
             .route("/jobs/{id}", get(get_job))
             .route("/jobs/{id}/cancel", post(cancel_job));
+    }
+    if inner.assets {
+        // Registered by the asset API itself, so there is no unprefixed twin.
+        api = api.route("/assets/{id}", delete(delete_asset));
     }
     Router::new()
         .merge(routes())
@@ -625,10 +629,45 @@ async fn upload(
                 }
             }
         } else {
-            inner.lock().files.put(key, data);
+            inner.lock().files.put(key.clone(), data);
         }
     }
-    json_ok(json!({"name": name, "subfolder": subfolder, "type": dir.as_str()}))
+    let mut reply = json!({"name": name, "subfolder": subfolder, "type": dir.as_str()});
+    if inner.assets
+        && let Some(asset) = inner.lock().files.asset(&key)
+    {
+        reply["asset"] = asset;
+    }
+    json_ok(reply)
+}
+
+/// `DELETE /api/assets/{id}`: `delete_content` (default true) also removes the file.
+async fn delete_asset(
+    State(inner): Shared,
+    Path(id): Path<String>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Response {
+    // The route only matches a hyphenated UUID; anything else finds no route at all.
+    let Some(id) = uuid::Uuid::parse_str(&id)
+        .ok()
+        .filter(|_| id.len() == 36)
+        .map(|u| u.to_string())
+    else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let delete_content = q
+        .get("delete_content")
+        .is_none_or(|v| !matches!(v.to_ascii_lowercase().as_str(), "0" | "false" | "no"));
+    if inner.lock().files.delete_asset(&id, delete_content) {
+        json_ok(json!({}))
+    } else {
+        json_resp(
+            StatusCode::NOT_FOUND,
+            &json!({"error": {"code": "ASSET_NOT_FOUND",
+                              "message": format!("AssetInfo {id} not found."),
+                              "details": {"id": id}}}),
+        )
+    }
 }
 
 fn current_object_info(inner: &Inner) -> Map<String, Value> {

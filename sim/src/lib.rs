@@ -1,7 +1,8 @@
 //! An in-process ComfyUI server double.
 //!
 //! It speaks ComfyUI 0.3.64's HTTP and WebSocket protocol (plus the newer
-//! `/api/jobs` routes) closely enough that a real ComfyUI client can be tested
+//! `/api/jobs` routes and, when asked, the asset API's upload records and
+//! deletion) closely enough that a real ComfyUI client can be tested
 //! against it, and renders deterministic pictures so it also works as a demo
 //! backend without a GPU. See `tests/traces/` for the recordings it is checked
 //! against.
@@ -38,6 +39,7 @@ pub(crate) struct Inner {
     previews: bool,
     max_upload_size: u64,
     jobs_api: bool,
+    assets: bool,
     state: Mutex<State>,
     sockets: Mutex<Sockets>,
     wake: Notify,
@@ -95,6 +97,7 @@ impl Simulator {
             previews: config.previews,
             max_upload_size: config.max_upload_size,
             jobs_api: config.jobs_api,
+            assets: config.assets,
             state: Mutex::new(State::default()),
             sockets: Mutex::new(Sockets::default()),
             wake: Notify::new(),
@@ -169,7 +172,8 @@ impl Simulator {
         self.inner.lock().history.len()
     }
 
-    /// Names in the input directory (`sub/name` for subfolders).
+    /// The files now in the input directory, newest first (`sub/name` for subfolders): what
+    /// uploads put there, less what deleting an asset removed.
     pub fn uploads(&self) -> Vec<String> {
         self.inner
             .lock()

@@ -238,6 +238,14 @@ pub(crate) fn float(i: &Inputs, name: &str, default: f64) -> f64 {
     }
 }
 
+fn boolean(i: &Inputs, name: &str, default: bool) -> bool {
+    match i.get(name) {
+        Some(Val::Bool(b)) => *b,
+        Some(Val::Int(v)) => *v != 0,
+        _ => default,
+    }
+}
+
 pub(crate) fn string(i: &Inputs, name: &str) -> String {
     match i.get(name) {
         Some(Val::Str(s)) => s.clone(),
@@ -283,6 +291,21 @@ fn decode_latent(l: &Latent) -> Arc<Img> {
         return s.clone();
     }
     Arc::new(Img::filled(l.b, l.h, l.w, [0.47, 0.45, 0.42]))
+}
+
+/// What `VAE.encode` keeps of the pixels: each side cut down to a multiple of 8 around the
+/// centre (`vae_encode_crop_pixels`), as (x offset, y offset, width, height).
+fn vae_crop(px: &Img) -> (usize, usize, usize, usize) {
+    // Below 8 pixels real ComfyUI fails on an empty tensor; the simulator keeps one block.
+    let side = |n: usize| {
+        if n < 8 {
+            (8, 0)
+        } else {
+            (n / 8 * 8, (n % 8) / 2)
+        }
+    };
+    let ((w, x), (h, y)) = (side(px.w), side(px.h));
+    (x, y, w, h)
 }
 
 fn empty_latent(w: i128, h: i128, b: i128) -> Val {
@@ -504,18 +527,13 @@ pub(crate) fn eval(
             )]
         }
         "VAEDecode" => vec![Val::Image(decode_latent(&*latent(i, "samples")?))],
-        "VAEEncode" | "VAEEncodeForInpaint" => {
+        "VAEEncode" => {
             let px = image(i, "pixels")?;
-            let (w, h) = ((px.w / 8 * 8).max(8), (px.h / 8 * 8).max(8));
+            let (x, y, w, h) = vae_crop(&px);
             let src = if (w, h) != (px.w, px.h) {
-                Arc::new(render::crop(&px, 0, 0, w, h))
+                Arc::new(render::crop(&px, x, y, w, h))
             } else {
                 px
-            };
-            let m = if class == "VAEEncodeForInpaint" {
-                Some(mask(i, "mask")?)
-            } else {
-                None
             };
             vec![Val::Latent(Arc::new(Latent {
                 w,
@@ -523,8 +541,56 @@ pub(crate) fn eval(
                 b: src.b,
                 samples: None,
                 source: Some(src),
-                mask: m,
+                mask: None,
             }))]
+        }
+        // The masked pixels are greyed out before encoding (so only a full denoise paints
+        // them properly) and the noise mask is the rounded mask grown by `grow_mask_by`.
+        "VAEEncodeForInpaint" => {
+            let px = image(i, "pixels")?;
+            let m = mask(i, "mask")?.resized(px.w, px.h);
+            let (x, y, w, h) = vae_crop(&px);
+            let (px, m) = if (w, h) != (px.w, px.h) {
+                (render::crop(&px, x, y, w, h), m.cropped(x, y, w, h))
+            } else {
+                ((*px).clone(), m)
+            };
+            let repaint = m.rounded();
+            let mut grey = px;
+            let n = grey.h * grey.w;
+            for bi in 0..grey.b {
+                let masked = repaint.frame(bi % repaint.b);
+                let frame = &mut grey.data[bi * n * grey.c..(bi + 1) * n * grey.c];
+                for (k, pixel) in frame.chunks_mut(grey.c).enumerate() {
+                    let stay = 1.0 - masked.get(k).copied().unwrap_or(0.0);
+                    for v in pixel.iter_mut().take(3) {
+                        *v = (*v - 0.5) * stay + 0.5;
+                    }
+                }
+            }
+            let grow = int(i, "grow_mask_by", 6).clamp(0, 64) as usize;
+            vec![Val::Latent(Arc::new(Latent {
+                w,
+                h,
+                b: grey.b,
+                samples: None,
+                source: Some(Arc::new(grey)),
+                mask: Some(Arc::new(render::grow_mask(&m, grow))),
+            }))]
+        }
+        "ImageCompositeMasked" => {
+            let m = match i.get("mask") {
+                Some(Val::Mask(m)) => Some(m.clone()),
+                _ => None,
+            };
+            vec![Val::Image(Arc::new(render::composite(
+                &*image(i, "destination")?,
+                &*image(i, "source")?,
+                int(i, "x", 0).clamp(0, 16384) as usize,
+                int(i, "y", 0).clamp(0, 16384) as usize,
+                m.as_deref(),
+                boolean(i, "resize_source", false),
+            )))]
         }
         "SetLatentNoiseMask" => {
             let l = latent(i, "samples")?;
@@ -820,6 +886,89 @@ mod tests {
         assert!(low.data.chunks(3).all(|p| p == [1.0, 0.0, 0.0]));
         let high = run_sampler(&plan(1.0));
         assert!(high.data.chunks(3).any(|p| p != [1.0, 0.0, 0.0]));
+    }
+
+    #[test]
+    fn vae_encode_for_inpaint_greys_the_mask_and_grows_the_noise_mask() {
+        // 12x10 pixels: cropped around the centre to 8x8, offsets (2, 1).
+        let px = Img {
+            b: 1,
+            h: 10,
+            w: 12,
+            c: 3,
+            data: (0..10 * 12)
+                .flat_map(|k| [(k % 12) as f32 / 12.0, (k / 12) as f32 / 10.0, 1.0])
+                .collect(),
+        };
+        // Mask the left half of the full picture.
+        let m = Mask {
+            b: 1,
+            h: 10,
+            w: 12,
+            data: (0..10 * 12)
+                .map(|k| if k % 12 < 6 { 1.0 } else { 0.0 })
+                .collect(),
+        };
+        let out = eval(
+            "VAEEncodeForInpaint",
+            &inputs(&[
+                ("pixels", Val::Image(Arc::new(px))),
+                ("mask", Val::Mask(Arc::new(m))),
+                ("grow_mask_by", Val::Int(2)),
+            ]),
+            &[],
+        )
+        .unwrap();
+        let Val::Latent(l) = &out[0] else {
+            panic!("not a latent")
+        };
+        assert_eq!((l.w, l.h), (8, 8));
+        let src = l.source.as_ref().unwrap();
+        // Cropped column 0 is picture column 2 (masked: grey); column 4 is 6 (kept).
+        assert_eq!(src.data[..3], [0.5, 0.5, 0.5]);
+        let kept = &src.data[4 * 3..4 * 3 + 3];
+        assert!(
+            kept.iter()
+                .zip([0.5, 0.1, 1.0])
+                .all(|(a, b)| (a - b).abs() < 1e-6),
+            "{kept:?}"
+        );
+        let noise = l.mask.as_ref().unwrap();
+        let row: Vec<f32> = noise.data[..8].to_vec();
+        // Masked columns 0..=3, grown one to the right by the 2x2 box (padding 1).
+        assert_eq!(row, [1.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn image_composite_masked_uses_the_mask_and_defaults_to_the_source() {
+        let dst = Val::Image(Arc::new(Img::filled(1, 2, 2, [1.0, 1.0, 1.0])));
+        let src = Val::Image(Arc::new(Img::filled(1, 2, 2, [0.0, 0.0, 0.0])));
+        let base = [
+            ("destination", dst),
+            ("source", src),
+            ("x", Val::Int(0)),
+            ("y", Val::Int(0)),
+            ("resize_source", Val::Bool(false)),
+        ];
+        let out = eval("ImageCompositeMasked", &inputs(&base), &[]).unwrap();
+        let Val::Image(img) = &out[0] else {
+            panic!("not an image")
+        };
+        assert!(img.data.iter().all(|v| *v == 0.0), "no mask: all source");
+        let mut with_mask = base.to_vec();
+        let m = Mask {
+            b: 1,
+            h: 2,
+            w: 2,
+            data: vec![1.0, 0.0, 0.0, 1.0],
+        };
+        with_mask.push(("mask", Val::Mask(Arc::new(m))));
+        let out = eval("ImageCompositeMasked", &inputs(&with_mask), &[]).unwrap();
+        let Val::Image(img) = &out[0] else {
+            panic!("not an image")
+        };
+        let firsts: Vec<f32> = img.data.chunks(3).map(|p| p[0]).collect();
+        assert_eq!(firsts, [0.0, 1.0, 1.0, 0.0]);
     }
 
     #[test]

@@ -58,6 +58,51 @@ impl Img {
 }
 
 impl Mask {
+    fn frame_len(&self) -> usize {
+        self.h * self.w
+    }
+    pub fn frame(&self, i: usize) -> &[f32] {
+        let n = self.frame_len();
+        &self.data[i * n..(i + 1) * n]
+    }
+    /// The mask as a one-channel image, so the image resamplers apply to it.
+    fn as_plane(&self) -> Img {
+        Img {
+            b: self.b,
+            h: self.h,
+            w: self.w,
+            c: 1,
+            data: self.data.clone(),
+        }
+    }
+    fn from_plane(img: Img) -> Mask {
+        Mask {
+            b: img.b,
+            h: img.h,
+            w: img.w,
+            data: img.data,
+        }
+    }
+    /// `F.interpolate(mask, size, mode="bilinear")`, how ComfyUI fits a mask to an image.
+    pub fn resized(&self, w: usize, h: usize) -> Mask {
+        if (self.w, self.h) == (w, h) || self.data.is_empty() {
+            return self.clone();
+        }
+        Mask::from_plane(resize(&self.as_plane(), w, h, false))
+    }
+    pub fn cropped(&self, x: usize, y: usize, w: usize, h: usize) -> Mask {
+        if self.data.is_empty() {
+            return self.clone();
+        }
+        Mask::from_plane(crop(&self.as_plane(), x, y, w, h))
+    }
+    /// `torch.round`, which rounds halves to even.
+    pub fn rounded(&self) -> Mask {
+        Mask {
+            data: self.data.iter().map(|v| v.round_ties_even()).collect(),
+            ..self.clone()
+        }
+    }
     pub fn to_image(&self) -> Img {
         let mut data = Vec::with_capacity(self.data.len() * 3);
         for v in &self.data {
@@ -227,22 +272,35 @@ pub fn crop(img: &Img, x: usize, y: usize, w: usize, h: usize) -> Img {
     }
 }
 
-/// ComfyUI's ImageBlend: `image1 * (1 - f) + mode(image1, image2) * f`.
+/// `node_helpers.image_alpha_fix` for the second image: extra channels are dropped, missing
+/// ones (an alpha) are filled with 1.
+pub fn match_channels(img: &Img, c: usize) -> Img {
+    if img.c == c {
+        return img.clone();
+    }
+    let mut data = Vec::with_capacity(img.b * img.h * img.w * c);
+    for px in img.data.chunks(img.c.max(1)) {
+        for ch in 0..c {
+            data.push(px.get(ch).copied().unwrap_or(1.0));
+        }
+    }
+    Img { c, data, ..*img }
+}
+
+/// ComfyUI's ImageBlend: `image1 * (1 - f) + mode(image1, image2) * f`. A second image of
+/// another size is first cropped to the first one's aspect around its centre and resized, as
+/// `common_upscale(..., crop="center")` does.
 pub fn blend(a: &Img, b: &Img, factor: f32, mode: &str) -> Img {
+    let b = match_channels(b, a.c);
     let b = if (b.w, b.h) != (a.w, a.h) {
-        resize(b, a.w, a.h, false)
+        resize(&center_crop(&b, a.w, a.h), a.w, a.h, false)
     } else {
-        b.clone()
+        b
     };
     let mut data = Vec::with_capacity(a.data.len());
-    let bf = b.frame_len();
+    let n = a.frame_len();
     for (i, x) in a.data.iter().enumerate() {
-        let fi = i % a.frame_len();
-        let y = b
-            .data
-            .get(fi.min(bf.saturating_sub(1)))
-            .copied()
-            .unwrap_or(0.0);
+        let y = b.frame((i / n) % b.b)[i % n];
         let m = match mode {
             "multiply" => x * y,
             "screen" => 1.0 - (1.0 - x) * (1.0 - y),
@@ -271,6 +329,93 @@ pub fn blend(a: &Img, b: &Img, factor: f32, mode: &str) -> Img {
         data.push((x * (1.0 - factor) + m * factor).clamp(0.0, 1.0));
     }
     Img { data, ..*a }
+}
+
+/// ComfyUI's `composite` with multiplier 1 (ImageCompositeMasked): `src` is pasted onto `dst`
+/// with its top-left corner at (x, y), weighted by `mask` (1 = source) bilinearly resized to
+/// the source, and cut off at the destination's edges. Batches repeat to the destination's.
+pub fn composite(
+    dst: &Img,
+    src: &Img,
+    x: usize,
+    y: usize,
+    mask: Option<&Mask>,
+    resize_source: bool,
+) -> Img {
+    let src = match_channels(src, dst.c);
+    let src = if resize_source && (src.w, src.h) != (dst.w, dst.h) {
+        resize(&src, dst.w, dst.h, false)
+    } else {
+        src
+    };
+    let mask = mask
+        .filter(|m| !m.data.is_empty())
+        .map(|m| m.resized(src.w, src.h));
+    let (left, top) = (x.min(dst.w), y.min(dst.h));
+    let (vis_w, vis_h) = (src.w.min(dst.w - left), src.h.min(dst.h - top));
+    let mut out = dst.clone();
+    let n = dst.frame_len();
+    for bi in 0..dst.b {
+        let sf = src.frame(bi % src.b);
+        let mf = mask.as_ref().map(|m| m.frame(bi % m.b));
+        let df = &mut out.data[bi * n..(bi + 1) * n];
+        for yy in 0..vis_h {
+            for xx in 0..vis_w {
+                let m = mf.map_or(1.0, |f| f[yy * src.w + xx]);
+                let d = ((top + yy) * dst.w + left + xx) * dst.c;
+                let s = (yy * src.w + xx) * src.c;
+                for ch in 0..dst.c {
+                    df[d + ch] = m * sf[s + ch] + (1.0 - m) * df[d + ch];
+                }
+            }
+        }
+    }
+    out
+}
+
+/// VAEEncodeForInpaint's `grow_mask_by`: a `g`×`g` box convolution (padding `ceil((g-1)/2)`)
+/// of the rounded mask, clamped and rounded, i.e. a dilation whose window starts that padding
+/// before each pixel.
+pub fn grow_mask(m: &Mask, g: usize) -> Mask {
+    let m = m.rounded();
+    if g == 0 {
+        return m;
+    }
+    let pad = (g - 1).div_ceil(2);
+    // Whether any of `line[i - pad ..= i - pad + g - 1]` (clipped) is set, for every i.
+    let dilate = |line: &[f32]| -> Vec<f32> {
+        let mut count = vec![0usize; line.len() + 1];
+        for (k, v) in line.iter().enumerate() {
+            count[k + 1] = count[k] + usize::from(*v > 0.0);
+        }
+        (0..line.len())
+            .map(|i| {
+                let lo = i.saturating_sub(pad);
+                let hi = (i + g).saturating_sub(pad).min(line.len());
+                if hi > lo && count[hi] > count[lo] {
+                    1.0
+                } else {
+                    0.0
+                }
+            })
+            .collect()
+    };
+    let mut out = m.clone();
+    let n = m.frame_len();
+    for bi in 0..m.b {
+        let frame = &mut out.data[bi * n..(bi + 1) * n];
+        for row in frame.chunks_mut(m.w) {
+            let grown = dilate(row);
+            row.copy_from_slice(&grown);
+        }
+        for x in 0..m.w {
+            let column: Vec<f32> = (0..m.h).map(|y| frame[y * m.w + x]).collect();
+            for (y, v) in dilate(&column).into_iter().enumerate() {
+                frame[y * m.w + x] = v;
+            }
+        }
+    }
+    out
 }
 
 /// Separable box blur (running sums, so cost does not grow with the radius;
@@ -634,6 +779,69 @@ mod tests {
             i.data.iter().map(|v| (v - m) * (v - m)).sum::<f32>()
         };
         assert!(var(&blur(&noisy, 5, 2.0)) < var(&noisy) / 2.0);
+    }
+
+    fn mask(w: usize, h: usize, f: impl Fn(usize, usize) -> f32) -> Mask {
+        let data = (0..h)
+            .flat_map(|y| (0..w).map(move |x| (x, y)))
+            .map(|(x, y)| f(x, y));
+        Mask {
+            b: 1,
+            h,
+            w,
+            data: data.collect(),
+        }
+    }
+
+    #[test]
+    fn composite_pastes_at_an_offset_and_cuts_at_the_edges() {
+        let red = Img::filled(1, 4, 4, [1.0, 0.0, 0.0]);
+        let blue = Img::filled(1, 3, 3, [0.0, 0.0, 1.0]);
+        let out = composite(&red, &blue, 2, 1, None, false);
+        for y in 0..4 {
+            for x in 0..4 {
+                let k = (y * 4 + x) * 3;
+                let want = if x >= 2 && y >= 1 {
+                    [0.0, 0.0, 1.0]
+                } else {
+                    [1.0, 0.0, 0.0]
+                };
+                assert_eq!(out.data[k..k + 3], want, "{x},{y}");
+            }
+        }
+        // The mask is fitted to the source (1 = source) before blending.
+        let half = mask(1, 1, |_, _| 0.25);
+        let out = composite(&red, &blue, 0, 0, Some(&half), false);
+        assert_eq!(out.data[..3], [0.75, 0.0, 0.25]);
+        assert_eq!(
+            out.data[(3 * 4 + 3) * 3..],
+            [1.0, 0.0, 0.0],
+            "outside the source"
+        );
+        let out = composite(&red, &blue, 0, 0, None, true);
+        assert!(
+            out.data.chunks(3).all(|p| p == [0.0, 0.0, 1.0]),
+            "resized source covers all"
+        );
+        let out = composite(&red, &blue, 9, 9, None, false);
+        assert_eq!(out.data, red.data, "placed past the edge: nothing visible");
+    }
+
+    #[test]
+    fn grow_mask_is_vae_encode_for_inpaint_dilation() {
+        let dot = mask(10, 10, |x, y| if (x, y) == (5, 5) { 1.0 } else { 0.0 });
+        // Window [i - 3, i + 2] for grow_mask_by 6: rows and columns 3..=8.
+        let grown = grow_mask(&dot, 6);
+        for y in 0..10 {
+            for x in 0..10 {
+                let want = f32::from(u8::from((3..=8).contains(&x) && (3..=8).contains(&y)));
+                assert_eq!(grown.data[y * 10 + x], want, "{x},{y}");
+            }
+        }
+        assert_eq!(grow_mask(&dot, 1).data, dot.data);
+        // torch.round: halves go to even, so 0.5 is not masked.
+        let soft = mask(2, 1, |x, _| if x == 0 { 0.5 } else { 0.51 });
+        assert_eq!(grow_mask(&soft, 0).data, [0.0, 1.0]);
     }
 
     #[test]

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Got, Ws, client, start, types};
+use common::{Got, Ws, client, start, types, upload};
 use serde_json::{Value, json};
 use sim::SimConfig;
 
@@ -206,15 +206,7 @@ async fn img2img_low_denoise_stays_close_to_the_input() {
         "image",
         reqwest::multipart::Part::bytes(png.into_inner()).file_name("red.png"),
     );
-    let up: Value = http
-        .post(format!("{}/upload/image", sim.url))
-        .multipart(form)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let up = upload(&http, &sim.url, "/upload/image", form).await;
     assert_eq!(
         up,
         json!({"name": "red.png", "subfolder": "", "type": "input"})

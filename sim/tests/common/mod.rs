@@ -127,3 +127,96 @@ pub fn png_size(bytes: &[u8]) -> (u32, u32) {
     let img = image::load_from_memory(bytes).expect("decodable image");
     (img.width(), img.height())
 }
+
+/// `POST /upload/image` with a PNG; returns the reply.
+pub async fn upload_png(http: &reqwest::Client, base: &str, png: Vec<u8>, name: &str) -> Value {
+    let form = reqwest::multipart::Form::new().part(
+        "image",
+        reqwest::multipart::Part::bytes(png).file_name(name.to_string()),
+    );
+    let r = http
+        .post(format!("{base}/upload/image"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+pub fn encode_png(img: image::DynamicImage) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+    out.into_inner()
+}
+
+/// Queues a graph without a client id and polls `/history` until it has finished.
+pub async fn run_to_history(http: &reqwest::Client, base: &str, graph: &Value) -> Value {
+    let r = http
+        .post(format!("{base}/prompt"))
+        .json(&serde_json::json!({ "prompt": graph }))
+        .send()
+        .await
+        .unwrap();
+    let status = r.status();
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    let pid = body["prompt_id"].as_str().unwrap().to_string();
+    for _ in 0..2400 {
+        let h: Value = http
+            .get(format!("{base}/history/{pid}"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if let Some(e) = h.get(&pid) {
+            return e.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no history for {pid}");
+}
+
+/// The first image a finished prompt's output node saved, fetched through `/view`.
+pub async fn output_image(
+    http: &reqwest::Client,
+    base: &str,
+    entry: &Value,
+    node: &str,
+) -> image::RgbImage {
+    assert_eq!(entry["status"]["status_str"], "success", "{entry}");
+    let img = &entry["outputs"][node]["images"][0];
+    let r = http
+        .get(format!("{base}/view"))
+        .query(&[
+            ("filename", img["filename"].as_str().unwrap()),
+            ("subfolder", img["subfolder"].as_str().unwrap()),
+            ("type", img["type"].as_str().unwrap()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    image::load_from_memory(&r.bytes().await.unwrap())
+        .unwrap()
+        .to_rgb8()
+}
+
+/// Posts an upload form (`/upload/image` or `/upload/mask`) and returns the reply.
+pub async fn upload(
+    http: &reqwest::Client,
+    base: &str,
+    path: &str,
+    form: reqwest::multipart::Form,
+) -> Value {
+    http.post(format!("{base}{path}"))
+        .multipart(form)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
