@@ -75,6 +75,10 @@ pub struct Config {
     /// Model used when a request names none. Unset: `z-image-turbo` if present, else the first.
     #[arg(long, env = "DEFAULT_MODEL")]
     pub default_model: Option<String>,
+    /// Model for edits and variations that name none. Unset: the first inpaint model for an
+    /// edit with a mask, else the first image-to-image model.
+    #[arg(long, env = "DEFAULT_EDIT_MODEL")]
+    pub default_edit_model: Option<String>,
 
     /// Directory for images served by URL.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
@@ -101,6 +105,9 @@ pub struct Config {
     /// Longest accepted prompt, in characters.
     #[arg(long, env = "MAX_PROMPT_CHARS", default_value_t = 32000)]
     pub max_prompt_chars: usize,
+    /// Largest accepted input image (each file of an edit), in bytes.
+    #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_image_bytes: usize,
 }
 
 impl Config {

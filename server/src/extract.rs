@@ -28,19 +28,24 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
                 code: Some("invalid_content_type"),
             });
         }
-        let body = Bytes::from_request(req, state).await.map_err(|e| {
-            if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge("The request body is too large.".into())
-            } else {
-                ApiError::InvalidRequest {
-                    message: "The request body could not be read.".into(),
-                    param: None,
-                    code: None,
-                }
-            }
-        })?;
+        let body = body_bytes(req, state).await?;
         parse_json(&body).map(ApiJson)
     }
+}
+
+/// The whole body, within the route's size limit.
+pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    Bytes::from_request(req, state).await.map_err(|e| {
+        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge("The request body is too large.".into())
+        } else {
+            ApiError::InvalidRequest {
+                message: "The request body could not be read.".into(),
+                param: None,
+                code: None,
+            }
+        }
+    })
 }
 
 fn is_json(headers: &HeaderMap) -> bool {

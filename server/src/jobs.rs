@@ -3,7 +3,7 @@
 
 use std::{
     sync::{
-        Arc,
+        Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
     time::Duration,
@@ -11,10 +11,10 @@ use std::{
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
 use crate::{
-    comfy::{ComfyError, ComfyPool},
+    comfy::{ComfyError, ComfyPool, ComfyServer, Uploaded},
     error::ApiError,
     templates::{RenderParams, Template},
 };
@@ -76,16 +76,20 @@ pub struct Generated {
 }
 
 /// Generates one image per seed. The first failure fails the request, and dropping the other
-/// jobs cancels them in ComfyUI.
+/// jobs cancels them in ComfyUI. Input files are uploaded once to each server that runs one
+/// of the jobs, and removed again afterwards where the server allows it.
 pub async fn generate(
     pool: &ComfyPool,
     limits: &Limits,
     template: &Arc<Template>,
     params: &RenderParams,
     seeds: &[u64],
+    inputs: &Inputs,
     timeout: Duration,
 ) -> Result<Vec<Generated>, ApiError> {
     let _admission = limits.admit(seeds.len())?;
+    let staging = Staging::default();
+    let staging = &staging;
     stream::iter(seeds.iter().copied())
         .map(|seed| async move {
             let _permit = limits
@@ -96,10 +100,14 @@ pub async fn generate(
             let server = pool.pick().ok_or_else(|| {
                 ApiError::Comfy(ComfyError::unavailable("no ComfyUI server is configured"))
             })?;
-            let graph = template.render(&RenderParams {
+            let mut params = RenderParams {
                 seed,
                 ..params.clone()
-            });
+            };
+            if !inputs.is_empty() {
+                (params.images, params.mask) = staging.on(&server, inputs).await?;
+            }
+            let graph = template.render(&params);
             let images = server
                 .run(&graph, template.output_nodes(), None, timeout)
                 .await?;
@@ -112,6 +120,149 @@ pub async fn generate(
         .buffered(limits.per_request)
         .try_collect()
         .await
+}
+
+/// The files one request's jobs read.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    /// One per image slot, in slot order.
+    pub images: Vec<InputFile>,
+    pub mask: Option<Mask>,
+}
+
+#[derive(Debug, Clone)]
+pub struct InputFile {
+    pub data: Bytes,
+    /// The file name extension matching the bytes (`png`, `jpeg`, `webp`).
+    pub extension: &'static str,
+}
+
+#[derive(Debug)]
+pub enum Mask {
+    /// Merged into the first image's alpha channel by ComfyUI (`/upload/mask`): the workflow
+    /// reads the mask from the same LoadImage as the pixels.
+    Alpha(InputFile),
+    /// A file of its own for the workflow's mask loader.
+    File(InputFile),
+    /// The mask loader reads the first image's own transparency.
+    FirstImage,
+}
+
+impl Inputs {
+    pub fn is_empty(&self) -> bool {
+        self.images.is_empty() && self.mask.is_none()
+    }
+}
+
+/// What the workflow's loaders should name on one server.
+struct Staged {
+    server: Arc<ComfyServer>,
+    files: Vec<Uploaded>,
+    images: Vec<String>,
+    mask: Option<String>,
+}
+
+/// A request's uploads, by server. Dropping it (request done, failed or abandoned) removes
+/// the uploads in the background.
+#[derive(Default)]
+struct Staging {
+    servers: Mutex<Vec<(String, Arc<OnceCell<Staged>>)>>,
+}
+
+impl Staging {
+    /// The names of the inputs on `server`, uploading them first if this is its first job.
+    async fn on(
+        &self,
+        server: &Arc<ComfyServer>,
+        inputs: &Inputs,
+    ) -> Result<(Vec<String>, Option<String>), ApiError> {
+        let cell = {
+            let mut servers = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+            match servers.iter().find(|(url, _)| url == server.url()) {
+                Some((_, cell)) => cell.clone(),
+                None => {
+                    let cell = Arc::new(OnceCell::new());
+                    servers.push((server.url().to_string(), cell.clone()));
+                    cell
+                }
+            }
+        };
+        let staged = cell.get_or_try_init(|| stage(server, inputs)).await?;
+        Ok((staged.images.clone(), staged.mask.clone()))
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        let servers = std::mem::take(self.servers.get_mut().unwrap_or_else(|p| p.into_inner()));
+        let staged: Vec<Staged> = servers
+            .into_iter()
+            .filter_map(|(_, cell)| Arc::into_inner(cell)?.into_inner())
+            .collect();
+        if staged.is_empty() {
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                for s in staged {
+                    for file in &s.files {
+                        s.server.remove_upload(file).await;
+                    }
+                }
+            });
+        }
+    }
+}
+
+/// Uploads a request's files to one server under names no other job uses.
+async fn stage(server: &Arc<ComfyServer>, inputs: &Inputs) -> Result<Staged, ApiError> {
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    let mut staged = Staged {
+        server: server.clone(),
+        files: Vec::new(),
+        images: Vec::new(),
+        mask: None,
+    };
+    // Uploads made before a failure are still removed: the caller keeps nothing on error, so
+    // they are removed here.
+    let result = async {
+        for (i, image) in inputs.images.iter().enumerate() {
+            let name = format!("{id}-{i}.{}", image.extension);
+            let up = server.upload_image(&name, image.data.clone()).await?;
+            staged.images.push(up.reference.clone());
+            staged.files.push(up);
+        }
+        match &inputs.mask {
+            Some(Mask::Alpha(mask)) => {
+                let first = staged.files.first().cloned().ok_or_else(|| {
+                    ApiError::Internal("a mask for the image alpha needs an image".into())
+                })?;
+                let name = format!("{id}-0-masked.png");
+                let up = server.upload_mask(&name, mask.data.clone(), &first).await?;
+                staged.images[0] = up.reference.clone();
+                staged.files.push(up);
+            }
+            Some(Mask::File(mask)) => {
+                let name = format!("{id}-mask.{}", mask.extension);
+                let up = server.upload_image(&name, mask.data.clone()).await?;
+                staged.mask = Some(up.reference.clone());
+                staged.files.push(up);
+            }
+            Some(Mask::FirstImage) => staged.mask = staged.images.first().cloned(),
+            None => {}
+        }
+        Ok::<_, ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(staged),
+        Err(e) => {
+            for file in &staged.files {
+                server.remove_upload(file).await;
+            }
+            Err(e)
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use crate::{
     config::Config,
     jobs::Limits,
     storage::ImageStore,
-    templates::{Template, TemplateSet},
+    templates::{ModelKind, Template, TemplateSet},
 };
 
 #[derive(Clone, FromRef)]
@@ -119,6 +119,30 @@ impl Bridge {
         }
     }
 
+    /// The model an edit names, or the default edit model: the configured one, else the first
+    /// inpaint model when a mask comes with the edit, else the first image-to-image model.
+    pub fn edit_model(&self, requested: Option<&str>, masked: bool) -> Option<Arc<Template>> {
+        let set = self.templates();
+        if let Some(id) = requested.filter(|m| !m.is_empty()) {
+            return set.get(id).cloned();
+        }
+        if let Some(t) = self
+            .config
+            .default_edit_model
+            .as_deref()
+            .and_then(|id| set.get(id))
+        {
+            return Some(t.clone());
+        }
+        let first = |kind: ModelKind| set.iter().find(|t| t.kind == kind);
+        let found = if masked {
+            first(ModelKind::Inpaint).or_else(|| first(ModelKind::Img2Img))
+        } else {
+            first(ModelKind::Img2Img).or_else(|| first(ModelKind::Inpaint))
+        };
+        found.cloned()
+    }
+
     pub fn default_model(&self) -> Option<Arc<Template>> {
         self.default_model_in(&self.templates())
     }
@@ -130,10 +154,7 @@ impl Bridge {
             .as_deref()
             .unwrap_or("z-image-turbo");
         set.get(preferred)
-            .or_else(|| {
-                set.iter()
-                    .find(|t| t.kind == crate::templates::ModelKind::Txt2Img)
-            })
+            .or_else(|| set.iter().find(|t| t.kind == ModelKind::Txt2Img))
             .or_else(|| set.iter().next())
             .cloned()
     }

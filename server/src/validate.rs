@@ -7,7 +7,8 @@ use app::api::images::{ImageGenerationRequest, OutputFormat, ResponseFormat};
 
 use crate::{
     error::ApiError,
-    templates::{Param, RenderParams, Size, Template},
+    inputs::{self, InputImage},
+    templates::{ModelKind, Param, RenderParams, Size, Template},
 };
 
 pub const MAX_N: u32 = 10;
@@ -34,8 +35,192 @@ pub fn generation(
     template: Arc<Template>,
     max_prompt_chars: usize,
 ) -> Result<Generation, ApiError> {
-    let prompt = text("prompt", Some(req.prompt), max_prompt_chars)?
+    let edit_field = [
+        ("image", req.image.is_some()),
+        ("images", req.images.is_some()),
+        ("mask", req.mask.is_some()),
+        ("strength", req.strength.is_some()),
+    ]
+    .into_iter()
+    .find_map(|(name, given)| given.then_some(name));
+    if let Some(field) = edit_field {
+        return Err(ApiError::invalid(
+            field,
+            format!(
+                "'{field}' is a parameter of image edits; send the request to /v1/images/edits."
+            ),
+        ));
+    }
+    if template.kind != ModelKind::Txt2Img {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "Model '{}' edits images: send it an image through /v1/images/edits, or pick a \
+                 text-to-image model (see /v1/models).",
+                template.id
+            ),
+        ));
+    }
+    let prompt = text("prompt", Some(req.prompt.clone()), max_prompt_chars)?
         .ok_or_else(|| ApiError::invalid("prompt", "The prompt must not be empty."))?;
+    let size = size(req.size.as_deref(), &template)?.unwrap_or(template.default_size);
+    common(req, template, prompt, size, max_prompt_chars)
+}
+
+/// An edit whose fields passed; its input images are checked by [`Edit::check_inputs`] once
+/// they are decoded.
+#[derive(Debug, Clone)]
+pub struct Edit {
+    pub job: Generation,
+    /// No size was asked for, or `auto`: follow the input image's shape.
+    auto_size: bool,
+    /// The model repaints only where a mask says; without one, the image's own alpha is used.
+    needs_alpha: bool,
+}
+
+/// Checks an edit's fields. `images` and `masked` say what the request carries; `variation`
+/// allows an empty prompt (variations send none).
+pub fn edit(
+    req: ImageGenerationRequest,
+    template: Arc<Template>,
+    max_prompt_chars: usize,
+    images: usize,
+    masked: bool,
+    variation: bool,
+) -> Result<Edit, ApiError> {
+    if template.kind == ModelKind::Txt2Img {
+        return Err(ApiError::invalid(
+            "model",
+            format!(
+                "Model '{}' makes images from text only and takes no input image; use \
+                 /v1/images/generations, or pick a model whose kind is img2img or inpaint \
+                 (see /v1/models).",
+                template.id
+            ),
+        ));
+    }
+    let slots = template.image_slots();
+    if images == 0 {
+        return Err(ApiError::InvalidRequest {
+            message: "Missing required parameter: 'image'.".into(),
+            param: Some("image".into()),
+            code: Some("missing_required_parameter"),
+        });
+    }
+    if images > slots {
+        return Err(ApiError::invalid(
+            "image",
+            format!(
+                "Model '{}' takes at most {slots} input image{}; the request has {images}.",
+                template.id,
+                if slots == 1 { "" } else { "s" }
+            ),
+        ));
+    }
+    if masked && !template.supports(Param::Mask) {
+        return Err(ApiError::invalid(
+            "mask",
+            format!(
+                "Model '{}' does not take a mask; use a model whose kind is inpaint (see \
+                 /v1/models), or send the edit without a mask.",
+                template.id
+            ),
+        ));
+    }
+    if let Some(strength) = req.strength {
+        if !(0.0..=1.0).contains(&strength) {
+            return Err(ApiError::invalid(
+                "strength",
+                format!("Invalid value for 'strength': {strength}. It must be between 0 and 1."),
+            ));
+        }
+        supported(&template, Param::Strength, "strength")?;
+    }
+    one_of(
+        "input_fidelity",
+        req.input_fidelity.as_deref(),
+        &["high", "low"],
+    )?;
+    let prompt = text("prompt", Some(req.prompt.clone()), max_prompt_chars)?;
+    let prompt = match prompt {
+        Some(p) => p,
+        None if variation => String::new(),
+        None => {
+            return Err(ApiError::invalid("prompt", "The prompt must not be empty."));
+        }
+    };
+    let requested = size(req.size.as_deref(), &template)?;
+    let strength = req.strength;
+    let mut job = common(
+        req,
+        template.clone(),
+        prompt,
+        requested.unwrap_or(template.default_size),
+        max_prompt_chars,
+    )?;
+    job.params.strength = strength;
+    Ok(Edit {
+        job,
+        auto_size: requested.is_none(),
+        needs_alpha: template.kind == ModelKind::Inpaint && !masked,
+    })
+}
+
+impl Edit {
+    /// Checks the decoded inputs against each other and the model, and settles `size=auto`.
+    pub fn check_inputs(
+        &mut self,
+        first: &InputImage,
+        mask: Option<&InputImage>,
+    ) -> Result<(), ApiError> {
+        if let Some(mask) = mask {
+            if mask.size() != first.size() {
+                return Err(ApiError::invalid(
+                    "mask",
+                    format!(
+                        "The mask is {} but the image is {}; they must be the same size.",
+                        mask.size(),
+                        first.size()
+                    ),
+                ));
+            }
+            if !mask.has_alpha {
+                return Err(ApiError::invalid(
+                    "mask",
+                    "The mask has no alpha channel. Send a PNG whose fully transparent pixels \
+                     mark the area to edit.",
+                ));
+            }
+        }
+        if self.needs_alpha && !first.has_alpha {
+            return Err(ApiError::invalid(
+                "mask",
+                format!(
+                    "Model '{}' repaints the area a mask marks: send a mask, or an image whose \
+                     transparent pixels mark the area to edit.",
+                    self.job.template.id
+                ),
+            ));
+        }
+        if self.auto_size {
+            let t = &self.job.template;
+            let size = inputs::auto_size(&t.sizes, t.default_size, first.size());
+            self.job.size = size;
+            self.job.params.width = size.width;
+            self.job.params.height = size.height;
+        }
+        Ok(())
+    }
+}
+
+/// The checks and values every image endpoint shares.
+fn common(
+    req: ImageGenerationRequest,
+    template: Arc<Template>,
+    prompt: String,
+    size: Size,
+    max_prompt_chars: usize,
+) -> Result<Generation, ApiError> {
     let n = req.n.unwrap_or(1);
     if !(1..=MAX_N).contains(&n) {
         return Err(ApiError::invalid(
@@ -43,7 +228,6 @@ pub fn generation(
             format!("Invalid value for 'n': {n}. It must be between 1 and {MAX_N}."),
         ));
     }
-    let size = size(req.size.as_deref(), &template)?;
     let quality = one_of(
         "quality",
         req.quality.as_deref(),
@@ -187,9 +371,10 @@ fn supported(template: &Template, what: Param, param: &str) -> Result<(), ApiErr
     }
 }
 
-fn size(value: Option<&str>, template: &Template) -> Result<Size, ApiError> {
+/// The size asked for; `None` for none or `auto`.
+fn size(value: Option<&str>, template: &Template) -> Result<Option<Size>, ApiError> {
     let value = match value {
-        None | Some("auto") => return Ok(template.default_size),
+        None | Some("auto") => return Ok(None),
         Some(v) => v,
     };
     let allowed = || {
@@ -201,7 +386,7 @@ fn size(value: Option<&str>, template: &Template) -> Result<Size, ApiError> {
             .join(", ")
     };
     match value.parse::<Size>() {
-        Ok(size) if template.allows_size(size) => Ok(size),
+        Ok(size) if template.allows_size(size) => Ok(Some(size)),
         _ => Err(ApiError::invalid(
             "size",
             format!(

@@ -1,7 +1,8 @@
 use serde::{Deserialize, Serialize};
 
-/// `POST /v1/images/generations` as the OpenAI SDKs send it, plus the bridge's extensions
-/// (`seed`, `negative_prompt`, `steps`, `cfg`). `null` means "not given" for every optional
+/// The body of the image endpoints as the OpenAI SDKs send it: `POST /v1/images/generations`
+/// as JSON, and the text fields of `/v1/images/edits` (multipart or JSON), plus the bridge's
+/// extensions (`seed`, `negative_prompt`, `steps`, `cfg`, `strength`). `null` means "not given" for every optional
 /// field, because the Python SDK sends explicit `None` as `null`. Unknown fields are ignored:
 /// clients send `moderation`, `style` and friends to every model.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -41,6 +42,35 @@ pub struct ImageGenerationRequest {
     pub steps: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cfg: Option<f64>,
+    /// Edits: how far the result may move away from the input (0–1, the sampler's denoise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub strength: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_fidelity: Option<String>,
+    /// JSON edits: one input image as base64 or a `data:` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<ImageInput>,
+    /// JSON edits as newer gateways send them: `[{"image_url": "data:…"}]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<ImageInput>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mask: Option<ImageInput>,
+}
+
+/// An image in a JSON body: a base64 string or `data:` URL, or OpenAI's reference object.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ImageInput {
+    Data(String),
+    Ref(ImageRef),
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ImageRef {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file_id: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -25,6 +25,9 @@ pub struct Model {
     pub sizes: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default_size: Option<String>,
+    /// How many input images the model takes; absent for text-to-image models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_images: Option<u32>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

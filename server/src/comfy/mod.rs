@@ -7,9 +7,11 @@ mod events;
 mod job;
 mod pool;
 mod server;
+mod upload;
 mod ws;
 
 pub use error::ComfyError;
 pub use events::JobUpdate;
 pub use pool::ComfyPool;
 pub use server::{ComfyServer, OutputImage, ServerProbe};
+pub use upload::Uploaded;

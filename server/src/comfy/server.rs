@@ -85,7 +85,7 @@ impl ComfyServer {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    fn endpoint(&self, path: &str) -> String {
+    pub(crate) fn endpoint(&self, path: &str) -> String {
         format!("{}{}", self.url, path)
     }
 

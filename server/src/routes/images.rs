@@ -6,7 +6,14 @@ use axum::{
 };
 use base64::Engine;
 
-use crate::{encode, error::ApiError, extract::ApiJson, jobs, state::AppState, validate};
+use crate::{
+    encode,
+    error::ApiError,
+    extract::ApiJson,
+    jobs::{self, Generated},
+    state::{AppState, Bridge},
+    validate::{self, Generation},
+};
 
 pub async fn generations(
     State(state): State<AppState>,
@@ -14,14 +21,9 @@ pub async fn generations(
     ApiJson(req): ApiJson<ImageGenerationRequest>,
 ) -> Result<Json<ImagesResponse>, ApiError> {
     let bridge = &state.bridge;
-    let template = bridge.model(req.model.as_deref()).ok_or_else(|| {
-        match req.model.as_deref().filter(|m| !m.is_empty()) {
-            Some(name) => ApiError::ModelNotFound(name.to_string()),
-            None => ApiError::NotFound(
-                "No model is loaded; check the workflows directory (see /health).".into(),
-            ),
-        }
-    })?;
+    let template = bridge
+        .model(req.model.as_deref())
+        .ok_or_else(|| unknown_model(req.model.as_deref()))?;
     let job = validate::generation(req, template, bridge.config.max_prompt_chars)?;
     let images = jobs::generate(
         &bridge.pool,
@@ -29,20 +31,42 @@ pub async fn generations(
         &job.template,
         &job.params,
         &job.seeds,
+        &jobs::Inputs::default(),
         bridge.config.generation_timeout(),
     )
     .await?;
+    respond(bridge, &headers, &job, images).await
+}
 
+/// 404 for a model name that is not loaded, or for no model at all.
+pub(super) fn unknown_model(requested: Option<&str>) -> ApiError {
+    match requested.filter(|m| !m.is_empty()) {
+        Some(name) => ApiError::ModelNotFound(name.to_string()),
+        None => ApiError::NotFound(
+            "No model is loaded; check the workflows directory (see /health).".into(),
+        ),
+    }
+}
+
+/// The `ImagesResponse` for finished images: each transcoded to the asked format, then inline
+/// as base64 or stored and linked.
+pub(super) async fn respond(
+    bridge: &Bridge,
+    headers: &HeaderMap,
+    job: &Generation,
+    images: Vec<Generated>,
+) -> Result<Json<ImagesResponse>, ApiError> {
     let base_url = match job.response_format {
-        ResponseFormat::Url => Some(public_base(&bridge.config.public_url, &headers)),
+        ResponseFormat::Url => Some(public_base(&bridge.config.public_url, headers)),
         ResponseFormat::B64Json => None,
     };
+    let revised_prompt = Some(job.params.prompt.clone()).filter(|p| !p.is_empty());
     let mut data = Vec::with_capacity(images.len());
     for image in images {
         let bytes =
             encode::transcode(image.data, job.output_format, job.output_compression).await?;
         let mut item = ImageData {
-            revised_prompt: Some(job.params.prompt.clone()),
+            revised_prompt: revised_prompt.clone(),
             seed: Some(image.seed),
             ..ImageData::default()
         };
@@ -64,7 +88,7 @@ pub async fn generations(
         data,
         background: Some("opaque".into()),
         output_format: Some(job.output_format),
-        quality: Some(job.quality),
+        quality: Some(job.quality.clone()),
         size: Some(job.size.to_string()),
     }))
 }
@@ -77,7 +101,7 @@ fn now_secs() -> u64 {
 }
 
 /// The base of absolute image URLs: the configured public URL, else the request's own host.
-fn public_base(configured: &Option<String>, headers: &HeaderMap) -> String {
+pub(super) fn public_base(configured: &Option<String>, headers: &HeaderMap) -> String {
     if let Some(url) = configured {
         return url.trim_end_matches('/').to_string();
     }

@@ -1,9 +1,11 @@
 //! The HTTP surface: OpenAI's `/v1`, the bridge's own operations, and served images.
 
+mod edits;
 mod files;
 mod health;
 mod images;
 mod models;
+mod upload;
 
 pub use health::report as health_report;
 
@@ -19,9 +21,23 @@ use crate::{error::ApiError, extract::require_key, state::AppState};
 /// Bodies of JSON endpoints; uploads get their own, larger limits.
 const JSON_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
+/// Edit bodies carry images: room for four of the largest accepted files, plus the form.
+fn edit_body_limit(state: &AppState) -> usize {
+    state
+        .bridge
+        .config
+        .max_image_bytes
+        .saturating_mul(4)
+        .saturating_add(1024 * 1024)
+}
+
 pub fn v1(state: &AppState) -> Router<AppState> {
+    let uploads = DefaultBodyLimit::max(edit_body_limit(state));
     Router::new()
         .route("/images/generations", post(images::generations))
+        .route("/images/edits", post(edits::edits).layer(uploads))
+        .route("/images/img2img", post(edits::edits).layer(uploads))
+        .route("/images/variations", post(edits::variations).layer(uploads))
         .route("/models", get(models::list))
         .route("/models/{*id}", get(models::retrieve))
         .fallback(not_found)
@@ -42,7 +58,9 @@ pub fn ops(state: &AppState) -> Router<AppState> {
 }
 
 async fn not_found() -> ApiError {
-    ApiError::NotFound("Unknown API route. See /v1/models, /v1/images/generations.".into())
+    ApiError::NotFound(
+        "Unknown API route. See /v1/models, /v1/images/generations, /v1/images/edits.".into(),
+    )
 }
 
 async fn method_not_allowed() -> ApiError {

@@ -42,5 +42,6 @@ pub fn describe(t: &templates::Template) -> Model {
         description: t.description.clone(),
         sizes: t.sizes.iter().map(ToString::to_string).collect(),
         default_size: Some(t.default_size.to_string()),
+        max_images: u32::try_from(t.image_slots()).ok().filter(|n| *n > 0),
     }
 }

@@ -39,11 +39,16 @@ pub async fn start() -> Harness {
 
 /// A simulator plus a bridge pointed at it; `tune` adjusts the bridge's configuration.
 pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Harness {
+    start_full(sim::SimConfig::default(), tune).await
+}
+
+/// As `start_with`, with the simulator configured too.
+pub async fn start_full(sim_config: sim::SimConfig, tune: impl FnOnce(&mut Config)) -> Harness {
     let _ = tracing_subscriber::fmt()
         .with_env_filter("warn,server=info")
         .with_test_writer()
         .try_init();
-    let sim = sim::Simulator::new(sim::SimConfig::default())
+    let sim = sim::Simulator::new(sim_config)
         .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
         .await
         .expect("simulator starts");
@@ -177,4 +182,114 @@ pub fn embedded_graph(png: &[u8]) -> Option<Value> {
         at += 12 + len;
     }
     None
+}
+
+impl Harness {
+    pub async fn post_form(&self, path: &str, form: reqwest::multipart::Form) -> (u16, Value) {
+        let res = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .multipart(form)
+            .send()
+            .await
+            .expect("request sent");
+        read(res).await
+    }
+
+    /// The graphs ComfyUI was sent, in order.
+    pub fn graphs(&self) -> Vec<Value> {
+        self.sim
+            .sim
+            .submitted()
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect()
+    }
+}
+
+/// A file part the way the Python SDK sends an open file.
+pub fn file_part(bytes: Vec<u8>, name: &str) -> reqwest::multipart::Part {
+    let mime = match name.rsplit_once('.').map(|(_, e)| e) {
+        Some("jpg" | "jpeg") => "image/jpeg",
+        Some("png") => "image/png",
+        _ => "application/octet-stream",
+    };
+    reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_string())
+        .mime_str(mime)
+        .expect("valid mime")
+}
+
+fn encoded(img: image::DynamicImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), format)
+        .expect("encodes");
+    out
+}
+
+/// A PNG filled with one colour; with `alpha` it is RGBA.
+pub fn png(w: u32, h: u32, rgba: [u8; 4], alpha: bool) -> Vec<u8> {
+    let img = image::RgbaImage::from_pixel(w, h, image::Rgba(rgba));
+    let img = if alpha {
+        image::DynamicImage::ImageRgba8(img)
+    } else {
+        image::DynamicImage::ImageRgb8(image::DynamicImage::ImageRgba8(img).to_rgb8())
+    };
+    encoded(img, image::ImageFormat::Png)
+}
+
+pub fn jpeg(w: u32, h: u32, rgb: [u8; 3]) -> Vec<u8> {
+    let img = image::RgbImage::from_pixel(w, h, image::Rgb(rgb));
+    encoded(
+        image::DynamicImage::ImageRgb8(img),
+        image::ImageFormat::Jpeg,
+    )
+}
+
+/// An RGBA mask of `w`×`h` that is opaque except for a transparent rectangle: OpenAI's way of
+/// marking the area to edit.
+pub fn mask_png(w: u32, h: u32, hole: (u32, u32, u32, u32)) -> Vec<u8> {
+    let (x0, y0, x1, y1) = hole;
+    let img = image::RgbaImage::from_fn(w, h, |x, y| {
+        let inside = (x0..x1).contains(&x) && (y0..y1).contains(&y);
+        image::Rgba([0, 0, 0, if inside { 0 } else { 255 }])
+    });
+    encoded(
+        image::DynamicImage::ImageRgba8(img),
+        image::ImageFormat::Png,
+    )
+}
+
+/// The RGB of one pixel of an encoded image.
+pub fn pixel(bytes: &[u8], x: u32, y: u32) -> [u8; 3] {
+    let img = image::load_from_memory(bytes)
+        .expect("a decodable image")
+        .to_rgb8();
+    img.get_pixel(x, y).0
+}
+
+/// Every input a graph's loaders name (`LoadImage*.image`), by node id order.
+pub fn loader_inputs(graph: &Value) -> Vec<String> {
+    let mut nodes: Vec<(&String, &Value)> = graph.as_object().expect("graph").iter().collect();
+    nodes.sort_by_key(|(id, _)| id.parse::<u64>().unwrap_or(u64::MAX));
+    nodes
+        .into_iter()
+        .filter(|(_, n)| {
+            n["class_type"]
+                .as_str()
+                .is_some_and(|c| c.starts_with("LoadImage"))
+        })
+        .filter_map(|(_, n)| n["inputs"]["image"].as_str().map(str::to_string))
+        .collect()
+}
+
+/// The first value of `input` on a node of class `class`.
+pub fn input_of(graph: &Value, class: &str, input: &str) -> Value {
+    graph
+        .as_object()
+        .expect("graph")
+        .values()
+        .find(|n| n["class_type"] == class)
+        .map(|n| n["inputs"][input].clone())
+        .unwrap_or(Value::Null)
 }

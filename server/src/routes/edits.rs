@@ -1,0 +1,150 @@
+//! Image to image: `/v1/images/edits` (OpenAI's, multipart or JSON), `/v1/images/img2img` (the
+//! original bridge's form) and `/v1/images/variations`.
+
+use app::api::images::ImagesResponse;
+use axum::{
+    Json,
+    extract::{Request, State},
+    http::HeaderMap,
+};
+use futures::future::try_join_all;
+use serde_json::Value;
+
+use super::{
+    images::{respond, unknown_model},
+    upload::{self, EditUpload},
+};
+use crate::{
+    error::ApiError,
+    inputs::{self, InputImage},
+    jobs::{self, InputFile, Inputs, Mask},
+    state::AppState,
+    templates::{ModelKind, Param, Template},
+    validate,
+};
+
+pub async fn edits(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Json<ImagesResponse>, ApiError> {
+    let headers = req.headers().clone();
+    let upload = upload::read(&state.bridge, req, false).await?;
+    run(&state, &headers, upload, false).await
+}
+
+/// A variation is an edit with no prompt: the model's own prompt and default strength.
+pub async fn variations(
+    State(state): State<AppState>,
+    req: Request,
+) -> Result<Json<ImagesResponse>, ApiError> {
+    let headers = req.headers().clone();
+    let upload = upload::read(&state.bridge, req, true).await?;
+    run(&state, &headers, upload, true).await
+}
+
+async fn run(
+    state: &AppState,
+    headers: &HeaderMap,
+    upload: EditUpload,
+    variation: bool,
+) -> Result<Json<ImagesResponse>, ApiError> {
+    let bridge = &state.bridge;
+    let EditUpload {
+        mut req,
+        images,
+        mask,
+    } = upload;
+    let template = bridge
+        .edit_model(req.model.as_deref(), mask.is_some())
+        .ok_or_else(|| unknown_model(req.model.as_deref()))?;
+    if variation && req.prompt.trim().is_empty() {
+        req.prompt = default_prompt(&template);
+    }
+    let mut edit = validate::edit(
+        req,
+        template.clone(),
+        bridge.config.max_prompt_chars,
+        images.len(),
+        mask.is_some(),
+        variation,
+    )?;
+
+    let images = try_join_all(
+        images
+            .into_iter()
+            .map(|(param, data)| async move { inputs::inspect(&param, data).await }),
+    )
+    .await?;
+    let mask = match mask {
+        Some(data) => Some(inputs::inspect("mask", data).await?),
+        None => None,
+    };
+    edit.check_inputs(&images[0], mask.as_ref())?;
+    let job = edit.job;
+
+    // A workflow with no size input takes the picture at whatever size it comes.
+    let (images, mask) = if template.supports(Param::Width) {
+        (images, mask)
+    } else {
+        let images = try_join_all(images.into_iter().map(|i| inputs::resize(i, job.size))).await?;
+        let mask = match mask {
+            Some(m) => Some(inputs::resize(m, job.size).await?),
+            None => None,
+        };
+        (images, mask)
+    };
+
+    let inputs = job_inputs(&template, images, mask);
+    let generated = jobs::generate(
+        &bridge.pool,
+        &bridge.limits,
+        &job.template,
+        &job.params,
+        &job.seeds,
+        &inputs,
+        bridge.config.generation_timeout(),
+    )
+    .await?;
+    drop(inputs);
+    respond(bridge, headers, &job, generated).await
+}
+
+fn file(image: InputImage) -> InputFile {
+    InputFile {
+        extension: image.format.extension(),
+        data: image.data,
+    }
+}
+
+/// Places the mask where the workflow reads it. An inpaint edit without a mask uses the first
+/// image's own transparency, as OpenAI's edits do.
+fn job_inputs(template: &Template, images: Vec<InputImage>, mask: Option<InputImage>) -> Inputs {
+    let mask = match (mask, template.mask_in_image_alpha()) {
+        (Some(m), true) => Some(Mask::Alpha(file(m))),
+        (Some(m), false) => Some(Mask::File(file(m))),
+        (None, false) if template.kind == ModelKind::Inpaint => Some(Mask::FirstImage),
+        (None, _) => None,
+    };
+    Inputs {
+        images: images.into_iter().map(file).collect(),
+        mask,
+    }
+}
+
+/// The prompt text the workflow was saved with, unless it is a placeholder.
+fn default_prompt(template: &Template) -> String {
+    template
+        .targets(Param::Prompt)
+        .iter()
+        .find_map(|t| {
+            template
+                .graph()
+                .get(&t.node)?
+                .get("inputs")?
+                .get(&t.input)
+                .and_then(Value::as_str)
+                .filter(|text| !text.contains("{{"))
+                .map(str::to_string)
+        })
+        .unwrap_or_default()
+}
