@@ -70,13 +70,29 @@ struct GenerateInput {
 
 #[component]
 fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoView {
-    let models = LocalResource::new(fetch_models);
-    let prompt = RwSignal::new(String::new());
-    let model = RwSignal::new(default_model.unwrap_or_default());
-    let size = RwSignal::new(String::from("auto"));
-    let api_key = RwSignal::new(String::new());
-    let generate = Action::new_local(|input: &GenerateInput| generate_images(input.clone()));
+    // Everything here is reference-counted rather than arena-owned: the server renders this
+    // view inside a Suspend, and arena values can be disposed between its dry run and its real
+    // render. The model list is fetched by the browser only (effects never run on the server),
+    // so server rendering never waits on it.
+    let models = ArcRwSignal::<Option<Result<ModelList, String>>>::new(None);
+    Effect::new({
+        let models = models.clone();
+        move |_| {
+            let models = models.clone();
+            leptos::task::spawn_local(async move { models.set(Some(fetch_models().await)) });
+        }
+    });
+    let prompt = ArcRwSignal::new(String::new());
+    let model = ArcRwSignal::new(default_model.unwrap_or_default());
+    let size = ArcRwSignal::new(String::from("auto"));
+    let api_key = ArcRwSignal::new(String::new());
+    let (prompt_in, model_in, size_in, key_in) =
+        (prompt.clone(), model.clone(), size.clone(), api_key.clone());
+    let (prompt_out, size_out, model_sel) = (prompt.clone(), size.clone(), model.clone());
+    let generate = ArcAction::new_unsync(|input: &GenerateInput| generate_images(input.clone()));
     let pending = generate.pending();
+    let busy = pending.clone();
+    let result = generate.value();
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
         generate.dispatch_local(GenerateInput {
@@ -96,16 +112,16 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
             <form on:submit=on_submit class="generate">
                 <label>"Prompt"
                     <textarea name="prompt" rows="3" required
-                        prop:value=move || prompt.get()
-                        on:input=move |ev| prompt.set(event_target_value(&ev))></textarea>
+                        prop:value=move || prompt_out.get()
+                        on:input=move |ev| prompt_in.set(event_target_value(&ev))></textarea>
                 </label>
                 <label>"Model"
-                    <select name="model" on:change=move |ev| model.set(event_target_value(&ev))>
+                    <select name="model" on:change=move |ev| model_in.set(event_target_value(&ev))>
                         {move || models.get().map(|list| match list {
                             Ok(list) => list.data.into_iter()
                                 .filter(|m| m.kind.is_none() || m.kind == Some(ModelKind::Txt2Img))
                                 .map(|m| {
-                                    let selected = m.id == model.get_untracked();
+                                    let selected = m.id == model_sel.get_untracked();
                                     view! { <option value=m.id.clone() selected=selected>{m.id.clone()}</option> }
                                 }).collect_view().into_any(),
                             Err(e) => view! { <option value="">{e}</option> }.into_any(),
@@ -113,20 +129,23 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
                     </select>
                 </label>
                 <label>"Size"
-                    <input name="size" prop:value=move || size.get()
-                        on:input=move |ev| size.set(event_target_value(&ev))/>
+                    <input name="size" prop:value=move || size_out.get()
+                        on:input=move |ev| size_in.set(event_target_value(&ev))/>
                 </label>
                 <Show when=move || auth_required>
                     <label>"API key"
                         <input name="api_key" type="password" autocomplete="off"
-                            on:input=move |ev| api_key.set(event_target_value(&ev))/>
+                            on:input={
+                                let key = key_in.clone();
+                                move |ev| key.set(event_target_value(&ev))
+                            }/>
                     </label>
                 </Show>
-                <button type="submit" disabled=move || pending.get()>
+                <button type="submit" disabled=move || busy.get()>
                     {move || if pending.get() { "Generating…" } else { "Generate" }}
                 </button>
             </form>
-            {move || generate.value().get().map(|result| match result {
+            {move || result.get().map(|result| match result {
                 Ok(resp) => view! {
                     <div class="results">
                         {resp.data.into_iter().map(|img| view! {
