@@ -7,6 +7,8 @@ use axum::{
     extract::{Request, State},
     http::HeaderMap,
 };
+use std::sync::Arc;
+
 use futures::future::try_join_all;
 use serde_json::Value;
 
@@ -18,9 +20,9 @@ use crate::{
     error::ApiError,
     inputs::{self, InputImage},
     jobs::{self, InputFile, Inputs, Mask},
-    state::AppState,
+    state::{AppState, Bridge},
     templates::{ModelKind, Param, Template},
-    validate,
+    validate::{self, Generation},
 };
 
 pub async fn edits(
@@ -49,14 +51,36 @@ async fn run(
     variation: bool,
 ) -> Result<Json<ImagesResponse>, ApiError> {
     let bridge = &state.bridge;
+    let template = bridge
+        .edit_model(upload.req.model.as_deref(), upload.mask.is_some())
+        .ok_or_else(|| unknown_model(upload.req.model.as_deref()))?;
+    let (job, inputs) = prepare(bridge, template, upload, variation).await?;
+    let generated = jobs::generate(
+        &bridge.pool,
+        &bridge.limits,
+        &job.template,
+        &job.params,
+        &job.seeds,
+        &inputs,
+        bridge.config.generation_timeout(),
+    )
+    .await?;
+    drop(inputs);
+    respond(bridge, headers, &job, generated).await
+}
+
+/// Checks an edit on `template` and its images, and readies the files its jobs read.
+pub(super) async fn prepare(
+    bridge: &Bridge,
+    template: Arc<Template>,
+    upload: EditUpload,
+    variation: bool,
+) -> Result<(Generation, Inputs), ApiError> {
     let EditUpload {
         mut req,
         images,
         mask,
     } = upload;
-    let template = bridge
-        .edit_model(req.model.as_deref(), mask.is_some())
-        .ok_or_else(|| unknown_model(req.model.as_deref()))?;
     if variation && req.prompt.trim().is_empty() {
         req.prompt = default_prompt(&template);
     }
@@ -93,20 +117,8 @@ async fn run(
         };
         (images, mask)
     };
-
     let inputs = job_inputs(&template, images, mask);
-    let generated = jobs::generate(
-        &bridge.pool,
-        &bridge.limits,
-        &job.template,
-        &job.params,
-        &job.seeds,
-        &inputs,
-        bridge.config.generation_timeout(),
-    )
-    .await?;
-    drop(inputs);
-    respond(bridge, headers, &job, generated).await
+    Ok((job, inputs))
 }
 
 fn file(image: InputImage) -> InputFile {
