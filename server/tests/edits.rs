@@ -637,3 +637,38 @@ async fn a_workflow_without_a_size_input_gets_a_resized_image() {
     assert!(loader_inputs(&h.graphs()[0])[0].ends_with(".png"));
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn the_generation_fields_apply_to_edits_too() {
+    let h = start().await;
+    let f = form("sdxl-img2img", "harbour at dawn")
+        .text("size", "512x512")
+        .text("seed", "1234")
+        .text("negative_prompt", "blurry")
+        .text("steps", "7")
+        .text("cfg", "4.5")
+        .text("output_format", "webp")
+        .text("background", "opaque")
+        .text("input_fidelity", "high")
+        .text("user", "someone")
+        .part("image", file_part(png(64, 64, RED, false), "a.png"));
+    let (status, body) = h.post_form("/v1/images/edits", f).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["output_format"], "webp");
+    assert_eq!(body["data"][0]["seed"], 1234);
+    let out = decode_b64(&body["data"][0]);
+    assert!(out.starts_with(b"RIFF") && &out[8..12] == b"WEBP");
+    assert_eq!(dimensions(&out), (512, 512));
+    let graph = &h.graphs()[0];
+    assert_eq!(input_of(graph, "KSampler", "seed"), json!(1234));
+    assert_eq!(input_of(graph, "KSampler", "steps"), json!(7));
+    assert_eq!(input_of(graph, "KSampler", "cfg"), json!(4.5));
+    assert!(graph.to_string().contains("blurry"));
+
+    let f = form(IMG2IMG, "t")
+        .text("background", "transparent")
+        .part("image", file_part(png(16, 16, RED, false), "a.png"));
+    let (status, body) = h.post_form("/v1/images/edits", f).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "background");
+}
