@@ -48,16 +48,20 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
     })
 }
 
-fn is_json(headers: &HeaderMap) -> bool {
+/// Whether the body is declared as JSON (`application/json` or any `+json` type).
+pub fn is_json(headers: &HeaderMap) -> bool {
+    let t = media_type(headers);
+    t == "application/json" || t.ends_with("+json")
+}
+
+/// The `Content-Type` without parameters, lowercased; empty when absent.
+pub fn media_type(headers: &HeaderMap) -> String {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .map(|v| {
-            let v = v.trim().to_ascii_lowercase();
-            v == "application/json" || v.ends_with("+json")
-        })
-        .unwrap_or(false)
+        .map(|v| v.trim().to_ascii_lowercase())
+        .unwrap_or_default()
 }
 
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {

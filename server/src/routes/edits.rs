@@ -10,7 +10,6 @@ use axum::{
 use std::sync::Arc;
 
 use futures::future::try_join_all;
-use serde_json::Value;
 
 use super::{
     images::{respond, unknown_model},
@@ -70,7 +69,7 @@ async fn run(
 }
 
 /// Checks an edit on `template` and its images, and readies the files its jobs read.
-pub(super) async fn prepare(
+async fn prepare(
     bridge: &Bridge,
     template: Arc<Template>,
     upload: EditUpload,
@@ -82,7 +81,7 @@ pub(super) async fn prepare(
         mask,
     } = upload;
     if variation && req.prompt.trim().is_empty() {
-        req.prompt = default_prompt(&template);
+        req.prompt = template.saved_prompt();
     }
     let mut edit = validate::edit(
         req,
@@ -141,22 +140,4 @@ fn job_inputs(template: &Template, images: Vec<InputImage>, mask: Option<InputIm
         images: images.into_iter().map(file).collect(),
         mask,
     }
-}
-
-/// The prompt text the workflow was saved with, unless it is a placeholder.
-fn default_prompt(template: &Template) -> String {
-    template
-        .targets(Param::Prompt)
-        .iter()
-        .find_map(|t| {
-            template
-                .graph()
-                .get(&t.node)?
-                .get("inputs")?
-                .get(&t.input)
-                .and_then(Value::as_str)
-                .filter(|text| !text.contains("{{"))
-                .map(str::to_string)
-        })
-        .unwrap_or_default()
 }

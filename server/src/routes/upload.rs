@@ -4,7 +4,7 @@
 use app::api::images::{ImageGenerationRequest, ImageInput, ImageRef};
 use axum::{
     extract::{FromRequest, Multipart, Request, multipart::MultipartError},
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
 };
 use base64::{
     Engine,
@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::{
     error::ApiError,
-    extract::{body_bytes, parse_json},
+    extract::{body_bytes, is_json, media_type, parse_json},
     state::Bridge,
 };
 
@@ -37,7 +37,8 @@ pub async fn read(
     prompt_optional: bool,
 ) -> Result<EditUpload, ApiError> {
     let limit = bridge.config.max_image_bytes;
-    match content_type(req.headers()).as_str() {
+    let json = is_json(req.headers());
+    match media_type(req.headers()).as_str() {
         "multipart/form-data" => {
             let multipart =
                 Multipart::from_request(req, &())
@@ -52,7 +53,7 @@ pub async fn read(
                     })?;
             read_form(multipart, limit, prompt_optional).await
         }
-        t if !prompt_optional && (t == "application/json" || t.ends_with("+json")) => {
+        _ if json && !prompt_optional => {
             let headers = req.headers().clone();
             let body = body_bytes(req, &()).await?;
             let mut req: ImageGenerationRequest = parse_json(&body)?;
@@ -76,15 +77,6 @@ pub async fn read(
             code: Some("invalid_content_type"),
         }),
     }
-}
-
-fn content_type(headers: &HeaderMap) -> String {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .map(|v| v.trim().to_ascii_lowercase())
-        .unwrap_or_default()
 }
 
 fn too_large(what: &str) -> ApiError {

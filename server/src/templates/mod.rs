@@ -350,6 +350,12 @@ impl Template {
         &self.graph
     }
 
+    /// The prompt text the workflow was saved with, for requests that bring none (variations);
+    /// empty when the workflow's prompt is a placeholder.
+    pub fn saved_prompt(&self) -> String {
+        render::saved_prompt(self)
+    }
+
     /// A fresh API-format prompt with the request values applied.
     pub fn render(&self, p: &RenderParams) -> Value {
         render::render(self, p)

@@ -185,6 +185,16 @@ pub(super) fn render(t: &Template, p: &RenderParams) -> Value {
     Value::Object(graph)
 }
 
+/// The prompt text the workflow was saved with; empty where the prompt is a placeholder.
+pub(super) fn saved_prompt(t: &Template) -> String {
+    t.targets(Param::Prompt)
+        .iter()
+        .filter(|target| !is_placeholder(t, target))
+        .find_map(|target| input_of(t.graph(), target)?.as_str())
+        .unwrap_or_default()
+        .to_string()
+}
+
 fn is_placeholder(t: &Template, target: &Target) -> bool {
     input_of(t.graph(), target)
         .and_then(super::detect::placeholder_name)

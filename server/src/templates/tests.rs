@@ -1492,3 +1492,12 @@ fn hostile_graphs_do_not_panic() {
     let e = errs(&sdxl_graph(), Some("[bindings]\nprompt = []"));
     assert!(e[0].contains("empty list"), "{e:?}");
 }
+
+#[test]
+fn saved_prompt_is_the_workflow_text_unless_a_placeholder() {
+    assert_eq!(
+        shipped_one("sdxl-img2img").saved_prompt(),
+        "a photograph of a lighthouse on a rocky coast at sunset, dramatic sky"
+    );
+    assert_eq!(shipped_one("weightfree-img2img").saved_prompt(), "");
+}
