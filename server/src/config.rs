@@ -108,6 +108,24 @@ pub struct Config {
     /// Largest accepted input image (each file of an edit), in bytes.
     #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = 25 * 1024 * 1024)]
     pub max_image_bytes: usize,
+
+    /// How chat replies carry their images: `data` (inline data: URLs, work with no public
+    /// URL) or `url` (links to this server, kept for IMAGE_RETENTION_SECS).
+    #[arg(long, env = "CHAT_IMAGES", value_enum, default_value_t = ChatImages::Data)]
+    pub chat_images: ChatImages,
+    /// Put the conversation's system message in front of the image prompt. Off: the prompt is
+    /// the last user message alone.
+    #[arg(long, env = "CHAT_USE_SYSTEM_PROMPT")]
+    pub chat_use_system_prompt: bool,
+    /// Longest silence on a streamed reply before a keep-alive comment, in seconds.
+    #[arg(long, env = "SSE_KEEPALIVE_SECS", default_value_t = 15)]
+    pub sse_keepalive_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ChatImages {
+    Data,
+    Url,
 }
 
 impl Config {
@@ -132,6 +150,10 @@ impl Config {
 
     pub fn generation_timeout(&self) -> Duration {
         Duration::from_secs(self.generation_timeout_secs.max(1))
+    }
+
+    pub fn sse_keepalive(&self) -> Duration {
+        Duration::from_secs(self.sse_keepalive_secs.max(1))
     }
 
     pub fn image_retention(&self) -> Duration {

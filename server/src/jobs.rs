@@ -2,22 +2,28 @@
 //! per image with its own seed, several at once per request, results in request order.
 
 use std::{
+    future::Future,
+    pin::Pin,
     sync::{
         Arc, Mutex,
         atomic::{AtomicUsize, Ordering},
     },
-    time::Duration,
 };
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
-use tokio::sync::{OnceCell, Semaphore};
+use tokio::sync::{OnceCell, Semaphore, mpsc};
 
 use crate::{
-    comfy::{ComfyError, ComfyPool, ComfyServer, Uploaded},
+    comfy::{ComfyError, ComfyServer, JobUpdate, Uploaded},
     error::ApiError,
-    templates::{RenderParams, Template},
+    state::Bridge,
+    templates::RenderParams,
+    validate::Generation,
 };
+
+/// Progress of a request's jobs, each update tagged with the index of its image.
+type Updates = mpsc::UnboundedSender<(usize, JobUpdate)>;
 
 pub struct Limits {
     running: Arc<Semaphore>,
@@ -75,23 +81,68 @@ pub struct Generated {
     pub seed: u64,
 }
 
-/// Generates one image per seed. The first failure fails the request, and dropping the other
-/// jobs cancels them in ComfyUI. Input files are uploaded once to each server that runs one
-/// of the jobs, and removed again afterwards where the server allows it.
+/// Generates one image per seed of `job`. The first failure fails the request, and dropping
+/// the future cancels the jobs in ComfyUI. Input files are uploaded once to each server that
+/// runs one of the jobs, and removed again afterwards where the server allows it.
 pub async fn generate(
-    pool: &ComfyPool,
-    limits: &Limits,
-    template: &Arc<Template>,
-    params: &RenderParams,
-    seeds: &[u64],
+    bridge: &Bridge,
+    job: &Generation,
     inputs: &Inputs,
-    timeout: Duration,
 ) -> Result<Vec<Generated>, ApiError> {
-    let _admission = limits.admit(seeds.len())?;
+    run_all(bridge, job, inputs, None).await
+}
+
+/// As [`generate`], telling each job's progress as it happens: call [`Reporting::next`] until
+/// it returns [`Step::Done`].
+pub fn generate_reporting<'a>(
+    bridge: &'a Bridge,
+    job: &'a Generation,
+    inputs: &'a Inputs,
+) -> Reporting<'a> {
+    let (tx, rx) = mpsc::unbounded_channel();
+    Reporting {
+        generation: Box::pin(run_all(bridge, job, inputs, Some(tx))),
+        updates: rx,
+    }
+}
+
+pub struct Reporting<'a> {
+    generation: Pin<Box<dyn Future<Output = Result<Vec<Generated>, ApiError>> + Send + 'a>>,
+    updates: mpsc::UnboundedReceiver<(usize, JobUpdate)>,
+}
+
+pub enum Step {
+    /// An update of the job making image `index`.
+    Update(usize, JobUpdate),
+    Done(Result<Vec<Generated>, ApiError>),
+}
+
+impl Reporting<'_> {
+    /// The next update, or the result. Updates that arrived before the result come first.
+    pub async fn next(&mut self) -> Step {
+        tokio::select! {
+            biased;
+            Some((index, update)) = self.updates.recv() => Step::Update(index, update),
+            result = &mut self.generation => Step::Done(result),
+        }
+    }
+}
+
+async fn run_all(
+    bridge: &Bridge,
+    job: &Generation,
+    inputs: &Inputs,
+    updates: Option<Updates>,
+) -> Result<Vec<Generated>, ApiError> {
+    let (pool, limits) = (&bridge.pool, &bridge.limits);
+    let updates = updates.as_ref();
+    let timeout = bridge.config.generation_timeout();
+    let (template, params) = (&job.template, &job.params);
+    let _admission = limits.admit(job.seeds.len())?;
     let staging = Staging::default();
     let staging = &staging;
-    stream::iter(seeds.iter().copied())
-        .map(|seed| async move {
+    stream::iter(job.seeds.iter().copied().enumerate())
+        .map(|(index, seed)| async move {
             let _permit = limits
                 .running
                 .acquire()
@@ -108,9 +159,21 @@ pub async fn generate(
                 (params.images, params.mask) = staging.on(&server, inputs).await?;
             }
             let graph = template.render(&params);
-            let images = server
-                .run(&graph, template.output_nodes(), None, timeout)
-                .await?;
+            let outputs = template.output_nodes();
+            let images = match updates {
+                None => server.run(&graph, outputs, None, timeout).await?,
+                Some(out) => {
+                    let (tx, mut rx) = mpsc::unbounded_channel();
+                    let forward = async {
+                        while let Some(update) = rx.recv().await {
+                            let _ = out.send((index, update));
+                        }
+                    };
+                    let (images, ()) =
+                        tokio::join!(server.run(&graph, outputs, Some(tx), timeout), forward);
+                    images?
+                }
+            };
             let first = images.into_iter().next().ok_or(ComfyError::NoOutput)?;
             Ok::<_, ApiError>(Generated {
                 data: first.data,

@@ -8,11 +8,13 @@ mod extract;
 mod inputs;
 pub mod jobs;
 mod overview;
+mod progress;
 mod routes;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
 pub mod templates;
+mod tokens;
 mod validate;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};

@@ -257,12 +257,6 @@ fn common(
             format!("Invalid value for 'output_compression': {c}. It must be between 0 and 100."),
         ));
     }
-    if req.stream == Some(true) {
-        return Err(ApiError::invalid(
-            "stream",
-            "Streaming image generation is not available yet; send the request without 'stream'.",
-        ));
-    }
     if let Some(p) = req.partial_images
         && p > 3
     {

@@ -496,14 +496,8 @@ async fn concurrent_edits_never_share_upload_names() {
 }
 
 #[tokio::test]
-async fn streaming_edits_are_refused_for_now_and_forms_must_be_forms() {
+async fn edits_must_be_forms_or_json() {
     let h = start().await;
-    let f = form(IMG2IMG, "s")
-        .text("stream", "true")
-        .part("image", file_part(png(16, 16, RED, false), "a.png"));
-    let (status, body) = h.post_form("/v1/images/edits", f).await;
-    assert_refused(&h, status, &body, 400, "stream");
-
     let res = h
         .http
         .post(format!("{}/v1/images/edits", h.url))

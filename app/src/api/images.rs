@@ -32,6 +32,9 @@ pub struct ImageGenerationRequest {
     pub stream: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub partial_images: Option<u8>,
+    /// Streams only: also send `*.progress` events (queue position, sampler steps).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream_progress: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -135,4 +138,59 @@ pub struct ImageData {
     /// The seed this image was made with, so it can be made again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+}
+
+/// One event of a streamed generation or edit (`stream: true`), as OpenAI sends them:
+/// `image_generation.partial_image` / `image_edit.partial_image` with a preview, then
+/// `*.completed` with the final image and its usage. Every field the SDKs' types require is
+/// always present.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ImageStreamEvent {
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub b64_json: String,
+    pub created_at: u64,
+    pub size: String,
+    pub quality: String,
+    pub background: String,
+    pub output_format: OutputFormat,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub partial_image_index: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<ImageUsage>,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ImageUsage {
+    pub total_tokens: u64,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub input_tokens_details: InputTokensDetails,
+}
+
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct InputTokensDetails {
+    pub text_tokens: u64,
+    pub image_tokens: u64,
+}
+
+/// The bridge's own progress event on image streams, sent only when the request asks with
+/// `stream_progress: true` (OpenAI's SDKs do not know this type).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ImageProgressEvent {
+    /// `image_generation.progress` or `image_edit.progress`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub created_at: u64,
+    /// Which image of the request (0-based).
+    pub image_index: u32,
+    /// `queued`, `running` or `sampling`.
+    pub status: String,
+    /// Prompts ahead of this one in ComfyUI's queue, when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub queue_position: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<u64>,
 }

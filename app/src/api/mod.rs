@@ -1,5 +1,6 @@
 //! OpenAI wire types and the bridge's own status types, shared by the browser and the server.
 
+pub mod chat;
 pub mod error;
 pub mod health;
 pub mod images;

@@ -14,8 +14,11 @@ pub(crate) enum JobEvent {
 /// Progress of one job, for callers that show it (streams, the web app).
 #[derive(Debug, Clone)]
 pub enum JobUpdate {
-    /// ComfyUI accepted the job into its queue.
-    Queued,
+    /// ComfyUI accepted the job into its queue, with this many prompts ahead of it (when the
+    /// caller wants progress and the queue could be read).
+    Queued {
+        ahead: Option<usize>,
+    },
     Started,
     /// A node began to run.
     Node {

@@ -91,7 +91,15 @@ impl ComfyServer {
             () = sleep_until(deadline) => return Err(ComfyError::Timeout(timeout)),
         };
         tracing::debug!(server = %self.url, prompt_id, number = queued, "prompt queued");
-        send(JobUpdate::Queued);
+        if updates.is_some() {
+            let position = self.queue_position(&prompt_id);
+            let ahead = tokio::time::timeout(Duration::from_secs(2), position)
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .flatten();
+            send(JobUpdate::Queued { ahead });
+        }
 
         let mut failures = 0u32;
         let entry = loop {

@@ -143,16 +143,20 @@ impl ComfyServer {
         Ok(all.get_mut(prompt_id).map(Value::take))
     }
 
-    /// Whether the prompt is running or waiting in ComfyUI's queue.
-    pub(crate) async fn in_queue(&self, prompt_id: &str) -> Result<bool, ComfyError> {
-        let queue: Value = self
+    async fn queue(&self) -> Result<Value, ComfyError> {
+        Ok(self
             .http
             .get(self.endpoint("/queue"))
             .send()
             .await?
             .error_for_status()?
             .json()
-            .await?;
+            .await?)
+    }
+
+    /// Whether the prompt is running or waiting in ComfyUI's queue.
+    pub(crate) async fn in_queue(&self, prompt_id: &str) -> Result<bool, ComfyError> {
+        let queue = self.queue().await?;
         let listed = |key: &str| {
             queue[key].as_array().is_some_and(|items| {
                 items
@@ -161,6 +165,28 @@ impl ComfyServer {
             })
         };
         Ok(listed("queue_running") || listed("queue_pending"))
+    }
+
+    /// How many prompts run or wait ahead of this one; `None` when it is not queued (any more).
+    /// ComfyUI runs pending prompts in order of their number, not of the list it returns.
+    pub(crate) async fn queue_position(
+        &self,
+        prompt_id: &str,
+    ) -> Result<Option<usize>, ComfyError> {
+        let queue = self.queue().await?;
+        let items = |key: &str| queue[key].as_array().cloned().unwrap_or_default();
+        let (running, pending) = (items("queue_running"), items("queue_pending"));
+        let is_ours = |item: &Value| item.get(1).and_then(Value::as_str) == Some(prompt_id);
+        if running.iter().any(is_ours) {
+            return Ok(Some(0));
+        }
+        let number = |item: &Value| item.get(0).and_then(Value::as_f64).unwrap_or(f64::MAX);
+        let Some(ours) = pending.iter().find(|i| is_ours(i)).map(number) else {
+            return Ok(None);
+        };
+        Ok(Some(
+            running.len() + pending.iter().filter(|i| number(i) < ours).count(),
+        ))
     }
 
     pub(crate) async fn view(&self, file: &Value) -> Result<Bytes, ComfyError> {

@@ -1,18 +1,18 @@
 //! Image to image: `/v1/images/edits` (OpenAI's, multipart or JSON), `/v1/images/img2img` (the
 //! original bridge's form) and `/v1/images/variations`.
 
-use app::api::images::ImagesResponse;
 use axum::{
-    Json,
     extract::{Request, State},
     http::HeaderMap,
+    response::{IntoResponse, Response},
 };
 use std::sync::Arc;
 
 use futures::future::try_join_all;
 
 use super::{
-    images::{respond, unknown_model},
+    image_stream::{self, Kind},
+    images::{respond, stream_options, unknown_model},
     upload::{self, EditUpload},
 };
 use crate::{
@@ -24,20 +24,14 @@ use crate::{
     validate::{self, Generation},
 };
 
-pub async fn edits(
-    State(state): State<AppState>,
-    req: Request,
-) -> Result<Json<ImagesResponse>, ApiError> {
+pub async fn edits(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
     let upload = upload::read(&state.bridge, req, false).await?;
     run(&state, &headers, upload, false).await
 }
 
 /// A variation is an edit with no prompt: the model's own prompt and default strength.
-pub async fn variations(
-    State(state): State<AppState>,
-    req: Request,
-) -> Result<Json<ImagesResponse>, ApiError> {
+pub async fn variations(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
     let upload = upload::read(&state.bridge, req, true).await?;
     run(&state, &headers, upload, true).await
@@ -48,28 +42,25 @@ async fn run(
     headers: &HeaderMap,
     upload: EditUpload,
     variation: bool,
-) -> Result<Json<ImagesResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let bridge = &state.bridge;
     let template = bridge
         .edit_model(upload.req.model.as_deref(), upload.mask.is_some())
         .ok_or_else(|| unknown_model(upload.req.model.as_deref()))?;
+    let streamed = stream_options(&upload.req, Kind::Edit);
     let (job, inputs) = prepare(bridge, template, upload, variation).await?;
-    let generated = jobs::generate(
-        &bridge.pool,
-        &bridge.limits,
-        &job.template,
-        &job.params,
-        &job.seeds,
-        &inputs,
-        bridge.config.generation_timeout(),
-    )
-    .await?;
+    if let Some(options) = streamed {
+        return Ok(image_stream::respond(bridge.clone(), job, inputs, options));
+    }
+    let generated = jobs::generate(bridge, &job, &inputs).await?;
     drop(inputs);
-    respond(bridge, headers, &job, generated).await
+    Ok(respond(bridge, headers, &job, generated)
+        .await?
+        .into_response())
 }
 
 /// Checks an edit on `template` and its images, and readies the files its jobs read.
-async fn prepare(
+pub(super) async fn prepare(
     bridge: &Bridge,
     template: Arc<Template>,
     upload: EditUpload,

@@ -3,9 +3,12 @@ use axum::{
     Json,
     extract::State,
     http::{HeaderMap, header},
+    response::{IntoResponse, Response},
 };
 use base64::Engine;
+use bytes::Bytes;
 
+use super::image_stream::{self, Kind, Options};
 use crate::{
     encode,
     error::ApiError,
@@ -19,23 +22,34 @@ pub async fn generations(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiJson(req): ApiJson<ImageGenerationRequest>,
-) -> Result<Json<ImagesResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let bridge = &state.bridge;
     let template = bridge
         .model(req.model.as_deref())
         .ok_or_else(|| unknown_model(req.model.as_deref()))?;
+    let streamed = stream_options(&req, Kind::Generation);
     let job = validate::generation(req, template, bridge.config.max_prompt_chars)?;
-    let images = jobs::generate(
-        &bridge.pool,
-        &bridge.limits,
-        &job.template,
-        &job.params,
-        &job.seeds,
-        &jobs::Inputs::default(),
-        bridge.config.generation_timeout(),
-    )
-    .await?;
-    respond(bridge, &headers, &job, images).await
+    if let Some(options) = streamed {
+        return Ok(image_stream::respond(
+            bridge.clone(),
+            job,
+            jobs::Inputs::default(),
+            options,
+        ));
+    }
+    let images = jobs::generate(bridge, &job, &jobs::Inputs::default()).await?;
+    Ok(respond(bridge, &headers, &job, images)
+        .await?
+        .into_response())
+}
+
+/// How to stream the reply, or `None` for a plain JSON reply.
+pub(super) fn stream_options(req: &ImageGenerationRequest, kind: Kind) -> Option<Options> {
+    (req.stream == Some(true)).then(|| Options {
+        kind,
+        partials: req.partial_images.unwrap_or(0),
+        progress: req.stream_progress == Some(true),
+    })
 }
 
 /// 404 for a model name that is not loaded, or for no model at all.
@@ -63,8 +77,6 @@ pub(super) async fn respond(
     let revised_prompt = Some(job.params.prompt.clone()).filter(|p| !p.is_empty());
     let mut data = Vec::with_capacity(images.len());
     for image in images {
-        let bytes =
-            encode::transcode(image.data, job.output_format, job.output_compression).await?;
         let mut item = ImageData {
             revised_prompt: revised_prompt.clone(),
             seed: Some(image.seed),
@@ -72,14 +84,9 @@ pub(super) async fn respond(
         };
         match &base_url {
             Some(base) => {
-                let name = bridge
-                    .images
-                    .put(&bytes, job.output_format)
-                    .await
-                    .map_err(|e| ApiError::Internal(format!("could not store an image: {e}")))?;
-                item.url = Some(format!("{base}/images/{name}"));
+                item.url = Some(deliver(bridge, job, image.data, Delivery::Url(base)).await?)
             }
-            None => item.b64_json = Some(base64::engine::general_purpose::STANDARD.encode(&bytes)),
+            None => item.b64_json = Some(deliver(bridge, job, image.data, Delivery::Base64).await?),
         }
         data.push(item);
     }
@@ -93,7 +100,47 @@ pub(super) async fn respond(
     }))
 }
 
-fn now_secs() -> u64 {
+/// How a finished image reaches the client.
+pub(super) enum Delivery<'a> {
+    Base64,
+    /// Base64 behind a `data:` prefix, ready for markdown or an `<img>`.
+    DataUrl,
+    /// Stored, and linked under this base URL.
+    Url(&'a str),
+}
+
+/// One finished image in the asked format, as the text that carries it to the client.
+pub(super) async fn deliver(
+    bridge: &Bridge,
+    job: &Generation,
+    image: Bytes,
+    how: Delivery<'_>,
+) -> Result<String, ApiError> {
+    let bytes = encode::transcode(image, job.output_format, job.output_compression).await?;
+    let base64 = base64::engine::general_purpose::STANDARD;
+    Ok(match how {
+        Delivery::Base64 => base64.encode(&bytes),
+        Delivery::DataUrl => {
+            let mime = job.output_format.mime();
+            let mut out = String::with_capacity(bytes.len() * 4 / 3 + mime.len() + 16);
+            out.push_str("data:");
+            out.push_str(mime);
+            out.push_str(";base64,");
+            base64.encode_string(&bytes, &mut out);
+            out
+        }
+        Delivery::Url(base) => {
+            let name = bridge
+                .images
+                .put(&bytes, job.output_format)
+                .await
+                .map_err(|e| ApiError::Internal(format!("could not store an image: {e}")))?;
+            format!("{base}/images/{name}")
+        }
+    })
+}
+
+pub(super) fn now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())

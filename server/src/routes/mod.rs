@@ -1,10 +1,13 @@
 //! The HTTP surface: OpenAI's `/v1`, the bridge's own operations, and served images.
 
+mod chat;
 mod edits;
 mod files;
 mod health;
+mod image_stream;
 mod images;
 mod models;
+mod sse;
 mod upload;
 
 pub use health::report as health_report;
@@ -21,7 +24,8 @@ use crate::{error::ApiError, extract::require_key, state::AppState};
 /// Bodies of JSON endpoints; uploads get their own, larger limits.
 const JSON_BODY_LIMIT: usize = 4 * 1024 * 1024;
 
-/// Edit bodies carry images: room for four of the largest accepted files, plus the form.
+/// Edit and chat bodies carry images: room for four of the largest accepted files (or about
+/// three sent as base64), plus the rest of the request.
 fn edit_body_limit(state: &AppState) -> usize {
     state
         .bridge
@@ -34,6 +38,7 @@ fn edit_body_limit(state: &AppState) -> usize {
 pub fn v1(state: &AppState) -> Router<AppState> {
     let uploads = DefaultBodyLimit::max(edit_body_limit(state));
     Router::new()
+        .route("/chat/completions", post(chat::completions).layer(uploads))
         .route("/images/generations", post(images::generations))
         .route("/images/edits", post(edits::edits).layer(uploads))
         .route("/images/img2img", post(edits::edits).layer(uploads))
@@ -59,7 +64,9 @@ pub fn ops(state: &AppState) -> Router<AppState> {
 
 async fn not_found() -> ApiError {
     ApiError::NotFound(
-        "Unknown API route. See /v1/models, /v1/images/generations, /v1/images/edits.".into(),
+        "Unknown API route. See /v1/models, /v1/images/generations, /v1/images/edits, \
+         /v1/chat/completions."
+            .into(),
     )
 }
 

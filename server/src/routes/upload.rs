@@ -230,7 +230,7 @@ async fn json_images(
 
 /// The bytes behind one JSON image: base64, a `data:` URL, or the URL of an image this bridge
 /// served. Other URLs are never fetched.
-async fn resolve(
+pub(super) async fn resolve(
     bridge: &Bridge,
     headers: &HeaderMap,
     param: &str,

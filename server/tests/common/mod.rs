@@ -86,14 +86,16 @@ impl Harness {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let res = self
-            .http
+        read(self.send_json(path, body).await).await
+    }
+
+    pub async fn send_json(&self, path: &str, body: Value) -> reqwest::Response {
+        self.http
             .post(format!("{}{path}", self.url))
             .json(&body)
             .send()
             .await
-            .expect("request sent");
-        read(res).await
+            .expect("request sent")
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -292,4 +294,108 @@ pub fn input_of(graph: &Value, class: &str, input: &str) -> Value {
         .find(|n| n["class_type"] == class)
         .map(|n| n["inputs"][input].clone())
         .unwrap_or(Value::Null)
+}
+
+/// One server-sent event: its `event:` name, if any, and its `data:`.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    pub event: Option<String>,
+    pub data: String,
+}
+
+impl SseEvent {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", self.data))
+    }
+}
+
+/// A parsed event stream: its events and how many comment (keep-alive) lines it had.
+#[derive(Debug)]
+pub struct Sse {
+    pub events: Vec<SseEvent>,
+    pub comments: Vec<String>,
+}
+
+/// Parses an event stream as the OpenAI SDKs do, and checks what breaks them: every event
+/// ends with a blank line, no `id:` or `retry:` fields, no event without data.
+pub fn parse_sse(raw: &str) -> Sse {
+    assert!(
+        raw.is_empty() || raw.ends_with("\n\n"),
+        "the stream does not end with a blank line: {:?}",
+        &raw[raw.len().saturating_sub(80)..]
+    );
+    let mut out = Sse {
+        events: Vec::new(),
+        comments: Vec::new(),
+    };
+    for block in raw.split("\n\n").filter(|b| !b.is_empty()) {
+        let (mut event, mut data) = (None, None::<String>);
+        for line in block.lines() {
+            if let Some(comment) = line.strip_prefix(':') {
+                out.comments.push(comment.trim().to_string());
+            } else if let Some(name) = line.strip_prefix("event: ") {
+                event = Some(name.to_string());
+            } else if let Some(d) = line.strip_prefix("data: ") {
+                assert!(data.is_none(), "an event with several data lines: {block}");
+                data = Some(d.to_string());
+            } else {
+                panic!("unexpected line in an event stream: {line:?}");
+            }
+        }
+        match data {
+            Some(data) => out.events.push(SseEvent { event, data }),
+            None => assert!(event.is_none(), "an event with no data: {block}"),
+        }
+    }
+    out
+}
+
+impl Harness {
+    /// POSTs a JSON request that must be answered with an event stream.
+    pub async fn post_stream(&self, path: &str, body: Value) -> reqwest::Response {
+        assert_stream(self.send_json(path, body).await).await
+    }
+}
+
+/// Checks a streamed reply's status and headers and returns it for reading.
+pub async fn assert_stream(res: reqwest::Response) -> reqwest::Response {
+    let status = res.status().as_u16();
+    let header = |name: &str| {
+        res.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string()
+    };
+    if status != 200 {
+        panic!(
+            "stream answered {status}: {}",
+            res.text().await.unwrap_or_default()
+        );
+    }
+    assert_eq!(header("content-type"), "text/event-stream");
+    assert_eq!(header("cache-control"), "no-cache");
+    assert_eq!(header("x-accel-buffering"), "no");
+    res
+}
+
+/// Reads a whole streamed reply.
+pub async fn read_sse(res: reqwest::Response) -> Sse {
+    parse_sse(&res.text().await.expect("stream read"))
+}
+
+/// Reads a stream until `needle` has come by, and returns what was read; fails if it does not
+/// come within 20 seconds.
+pub async fn read_until(res: &mut reqwest::Response, needle: &str) -> String {
+    let mut seen = String::new();
+    while !seen.contains(needle) {
+        let chunk = tokio::time::timeout(Duration::from_secs(20), res.chunk())
+            .await
+            .unwrap_or_else(|_| panic!("{needle:?} did not come in time"))
+            .expect("read")
+            .expect("stream still open");
+        seen.push_str(&String::from_utf8_lossy(&chunk));
+    }
+    seen
 }

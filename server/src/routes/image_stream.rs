@@ -1,0 +1,224 @@
+//! `stream: true` on generations and edits: OpenAI's `*.partial_image` events made from
+//! ComfyUI's preview frames, spread over the run, then one `*.completed` event per image.
+
+use std::sync::Arc;
+
+use app::api::images::{ImageProgressEvent, ImageStreamEvent, ImageUsage, InputTokensDetails};
+use axum::response::Response;
+
+use super::{
+    images::{Delivery, deliver, now_secs},
+    sse::{self, Events},
+};
+use crate::{
+    comfy::JobUpdate,
+    error::ApiError,
+    jobs::{self, Inputs, Step},
+    state::Bridge,
+    tokens,
+    validate::Generation,
+};
+
+#[derive(Clone, Copy)]
+pub(super) enum Kind {
+    Generation,
+    Edit,
+}
+
+impl Kind {
+    fn event(self, what: &str) -> String {
+        match self {
+            Kind::Generation => format!("image_generation.{what}"),
+            Kind::Edit => format!("image_edit.{what}"),
+        }
+    }
+}
+
+/// What the client asked of the stream.
+pub(super) struct Options {
+    pub kind: Kind,
+    /// `partial_images`: previews per image, 0–3.
+    pub partials: u8,
+    /// `stream_progress`: also send the bridge's own progress events.
+    pub progress: bool,
+}
+
+pub(super) fn respond(
+    bridge: Arc<Bridge>,
+    job: Generation,
+    inputs: Inputs,
+    options: Options,
+) -> Response {
+    sse::stream(bridge.config.sse_keepalive(), move |events| async move {
+        if let Err(e) = run(&bridge, &job, &inputs, &options, &events).await {
+            events.error(&e).await;
+        }
+    })
+}
+
+async fn run(
+    bridge: &Bridge,
+    job: &Generation,
+    inputs: &Inputs,
+    options: &Options,
+    events: &Events,
+) -> Result<(), ApiError> {
+    let event = |what: &str, b64_json: String| ImageStreamEvent {
+        kind: options.kind.event(what),
+        b64_json,
+        created_at: now_secs(),
+        size: job.size.to_string(),
+        quality: job.quality.clone(),
+        background: "opaque".into(),
+        output_format: job.output_format,
+        partial_image_index: None,
+        usage: None,
+    };
+    let mut schedule = PartialSchedule::new(job.seeds.len(), options.partials);
+    let mut run = jobs::generate_reporting(bridge, job, inputs);
+    let images = loop {
+        let (index, update) = match run.next().await {
+            Step::Update(index, update) => (index, update),
+            Step::Done(result) => break result?,
+        };
+        if options.progress
+            && let Some(p) = progress_event(options.kind, index, &update)
+        {
+            events.json(Some(&p.kind.clone()), &p).await;
+        }
+        match update {
+            JobUpdate::Progress { value, max, .. } => schedule.progress(index, value, max),
+            JobUpdate::Preview { data, .. } => {
+                let Some(n) = schedule.take(index) else {
+                    continue;
+                };
+                // A preview that cannot be converted is skipped; the final image matters.
+                let Ok(b64) = deliver(bridge, job, data, Delivery::Base64).await else {
+                    continue;
+                };
+                let partial = ImageStreamEvent {
+                    partial_image_index: Some(n),
+                    ..event("partial_image", b64)
+                };
+                events.json(Some(&partial.kind.clone()), &partial).await;
+            }
+            _ => {}
+        }
+    };
+    drop(run);
+
+    let text_tokens = tokens::count(job.params.prompt.clone()).await?;
+    for image in images {
+        let b64 = deliver(bridge, job, image.data, Delivery::Base64).await?;
+        let completed = ImageStreamEvent {
+            usage: Some(ImageUsage {
+                total_tokens: text_tokens,
+                input_tokens: text_tokens,
+                output_tokens: 0,
+                input_tokens_details: InputTokensDetails {
+                    text_tokens,
+                    image_tokens: 0,
+                },
+            }),
+            ..event("completed", b64)
+        };
+        if !events.json(Some(&completed.kind.clone()), &completed).await {
+            break;
+        }
+    }
+    Ok(())
+}
+
+fn progress_event(kind: Kind, index: usize, update: &JobUpdate) -> Option<ImageProgressEvent> {
+    let (status, queue_position, step, steps) = match update {
+        JobUpdate::Queued { ahead } => ("queued", ahead.map(|a| a as u32), None, None),
+        JobUpdate::Started => ("running", None, None, None),
+        JobUpdate::Progress { value, max, .. } => ("sampling", None, Some(*value), Some(*max)),
+        JobUpdate::Node { .. } | JobUpdate::Preview { .. } => return None,
+    };
+    Some(ImageProgressEvent {
+        kind: kind.event("progress"),
+        created_at: now_secs(),
+        image_index: index as u32,
+        status: status.into(),
+        queue_position,
+        step,
+        steps,
+    })
+}
+
+/// Which preview frames become partial images: with `n` wanted, the first frames past 1/(n+1),
+/// 2/(n+1), … of the sampler's run, so they show the image forming rather than n frames of
+/// noise from its first steps.
+struct PartialSchedule {
+    wanted: u8,
+    sent: Vec<u8>,
+    done: Vec<f64>,
+}
+
+impl PartialSchedule {
+    fn new(images: usize, wanted: u8) -> Self {
+        PartialSchedule {
+            wanted,
+            sent: vec![0; images],
+            done: vec![0.0; images],
+        }
+    }
+
+    fn progress(&mut self, index: usize, value: u64, max: u64) {
+        if let Some(done) = self.done.get_mut(index)
+            && max > 0
+        {
+            *done = value as f64 / max as f64;
+        }
+    }
+
+    /// The partial index for a preview that arrived now, if it is one to send.
+    fn take(&mut self, index: usize) -> Option<u32> {
+        let sent = self.sent.get_mut(index)?;
+        let due = f64::from(*sent + 1) / f64::from(self.wanted + 1);
+        if *sent >= self.wanted || self.done[index] < due {
+            return None;
+        }
+        *sent += 1;
+        Some(u32::from(*sent - 1))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sent_at(wanted: u8, steps: u64) -> Vec<u64> {
+        let mut s = PartialSchedule::new(1, wanted);
+        let mut at = Vec::new();
+        for step in 1..=steps {
+            s.progress(0, step, steps);
+            if s.take(0).is_some() {
+                at.push(step);
+            }
+        }
+        at
+    }
+
+    #[test]
+    fn partials_are_spread_over_the_run() {
+        assert_eq!(sent_at(0, 20), Vec::<u64>::new());
+        assert_eq!(sent_at(1, 20), vec![10]);
+        assert_eq!(sent_at(2, 9), vec![3, 6]);
+        assert_eq!(sent_at(3, 20), vec![5, 10, 15]);
+        // Fewer steps than partials: one per step at most.
+        assert_eq!(sent_at(3, 2), vec![1, 2]);
+    }
+
+    #[test]
+    fn each_image_has_its_own_partials() {
+        let mut s = PartialSchedule::new(2, 1);
+        s.progress(1, 5, 10);
+        assert_eq!(s.take(0), None);
+        assert_eq!(s.take(1), Some(0));
+        assert_eq!(s.take(1), None);
+        s.progress(0, 10, 10);
+        assert_eq!(s.take(0), Some(0));
+    }
+}
