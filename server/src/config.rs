@@ -117,6 +117,10 @@ pub struct Config {
     /// the last user message alone.
     #[arg(long, env = "CHAT_USE_SYSTEM_PROMPT")]
     pub chat_use_system_prompt: bool,
+    /// Hosts whose image URLs edits and chat may download (`files.example.com` for any port,
+    /// or `host:port`), comma separated. Unset: URLs of other servers are refused.
+    #[arg(long, env = "FETCH_IMAGE_HOSTS", value_delimiter = ',')]
+    pub fetch_image_hosts: Vec<String>,
     /// Longest silence on a streamed reply before a keep-alive comment, in seconds.
     #[arg(long, env = "SSE_KEEPALIVE_SECS", default_value_t = 15)]
     pub sse_keepalive_secs: u64,

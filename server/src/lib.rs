@@ -5,6 +5,7 @@ pub mod config;
 mod encode;
 pub mod error;
 mod extract;
+mod fetch;
 mod inputs;
 pub mod jobs;
 mod overview;

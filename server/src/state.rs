@@ -8,6 +8,7 @@ use leptos::config::LeptosOptions;
 use crate::{
     comfy::ComfyPool,
     config::Config,
+    fetch::Fetcher,
     jobs::Limits,
     storage::ImageStore,
     templates::{ModelKind, Template, TemplateSet},
@@ -25,6 +26,7 @@ pub struct Bridge {
     pub pool: ComfyPool,
     pub limits: Limits,
     pub images: ImageStore,
+    pub fetcher: Fetcher,
     /// True when the pool points at the built-in simulator.
     pub demo: bool,
     models: RwLock<Models>,
@@ -66,6 +68,7 @@ impl Bridge {
             },
         };
         Bridge {
+            fetcher: Fetcher::new(&config.fetch_image_hosts),
             config,
             api_keys,
             pool,

@@ -538,3 +538,58 @@ async fn closing_the_stream_cancels_the_job() {
         "{history}"
     );
 }
+
+/// A web server holding images, as a file host a chat client might link to.
+async fn file_host() -> String {
+    use axum::{Router, http::StatusCode, response::Redirect, routing::get};
+    let cat = png(48, 48, [10, 200, 10, 255], false);
+    let app = Router::new()
+        .route("/cat.png", get(move || async move { cat.clone() }))
+        .route("/moved", get(|| async { Redirect::temporary("/cat.png") }))
+        .route("/big.png", get(|| async { vec![0u8; 300_000] }))
+        .route("/missing.png", get(|| async { StatusCode::NOT_FOUND }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("127.0.0.1:{}", addr.port())
+}
+
+fn edit_of(url: &str) -> Value {
+    json!({"model": "weightfree-img2img", "messages": [{"role": "user", "content": [
+        {"type": "text", "text": "greener"},
+        {"type": "image_url", "image_url": {"url": url}}]}]})
+}
+
+#[tokio::test]
+async fn remote_images_come_only_from_allowed_hosts() {
+    let host = file_host().await;
+    let refused = start().await;
+    let (status, body) = chat(&refused, edit_of(&format!("http://{host}/cat.png"))).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["param"], "messages[0].content[1].image_url");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("FETCH_IMAGE_HOSTS")
+    );
+
+    let allowed = host.clone();
+    let h = start_with(move |c| {
+        c.fetch_image_hosts = vec![allowed];
+        c.max_image_bytes = 200_000;
+    })
+    .await;
+    let (status, body) = chat(&h, edit_of(&format!("http://{host}/cat.png"))).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(content_of(&body).contains("Edited with"));
+    assert_eq!(h.sim.sim.uploads().len(), 1);
+
+    for (path, want) in [("/moved", 400), ("/missing.png", 400), ("/big.png", 413)] {
+        let (status, body) = chat(&h, edit_of(&format!("http://{host}{path}"))).await;
+        assert_eq!(status, want, "{path}: {body}");
+    }
+    let (status, _) = chat(&h, edit_of("http://127.0.0.2:1/cat.png")).await;
+    assert_eq!(status, 400);
+    assert_eq!(h.sim.sim.submitted().len(), 1);
+}

@@ -228,8 +228,8 @@ async fn json_images(
     Ok(out)
 }
 
-/// The bytes behind one JSON image: base64, a `data:` URL, or the URL of an image this bridge
-/// served. Other URLs are never fetched.
+/// The bytes behind one JSON image: base64, a `data:` URL, the URL of an image this bridge
+/// served, or one on a host allowed by `FETCH_IMAGE_HOSTS`. Other URLs are never fetched.
 pub(super) async fn resolve(
     bridge: &Bridge,
     headers: &HeaderMap,
@@ -303,28 +303,34 @@ pub(super) async fn resolve(
 }
 
 /// An image this bridge served by URL (`/images/<name>` on its own host) is read from its
-/// store; any other URL is refused, so a request can never make the bridge fetch something.
+/// store, one on a host the operator allowed is downloaded, and any other URL is refused.
 async fn own_image(
     bridge: &Bridge,
     headers: &HeaderMap,
     param: &str,
     url: &str,
 ) -> Result<Bytes, ApiError> {
-    let refused = || {
-        ApiError::invalid(
-            param,
-            format!(
-                "'{param}' is a remote URL; this server does not fetch URLs. Send the image as a \
-                 data: URL or base64, or use a URL of an image this server made."
-            ),
-        )
-    };
     let base = super::images::public_base(&bridge.config.public_url, headers);
-    let name = url
+    let own = url
         .strip_prefix(base.as_str())
         .and_then(|rest| rest.strip_prefix("/images/"))
-        .ok_or_else(refused)?;
-    let (path, _) = bridge.images.path_of(name).ok_or_else(refused)?;
+        .and_then(|name| bridge.images.path_of(name));
+    let Some((path, _)) = own else {
+        if bridge.fetcher.allows(url) {
+            return bridge
+                .fetcher
+                .image(param, url, bridge.config.max_image_bytes)
+                .await;
+        }
+        return Err(ApiError::invalid(
+            param,
+            format!(
+                "'{param}' is a URL of another server, and this server fetches none (see \
+                 FETCH_IMAGE_HOSTS). Send the image as a data: URL or base64, or use a URL of an \
+                 image this server made."
+            ),
+        ));
+    };
     let data = tokio::fs::read(&path).await.map_err(|_| {
         ApiError::invalid(
             param,
