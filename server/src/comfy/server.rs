@@ -7,7 +7,7 @@ use std::{
     time::Duration,
 };
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use serde_json::{Value, json};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -44,6 +44,10 @@ pub struct ComfyServer {
     jobs_api: OnceCell<bool>,
     pub(crate) shutdown: CancellationToken,
 }
+
+/// The most memory reserved up front for an image ComfyUI announces; larger ones still arrive,
+/// growing the buffer as they do.
+const MAX_PREALLOCATION: u64 = 256 * 1024 * 1024;
 
 /// How long one HTTP call to ComfyUI may take. Generation time is not bounded by this: the
 /// bridge waits for events, not for a request.
@@ -208,7 +212,15 @@ impl ComfyServer {
                 res.status().as_u16()
             )));
         }
-        Ok(res.bytes().await?)
+        // Sized once from Content-Length, where collecting chunks would grow the buffer by
+        // doubling and briefly hold the image about twice.
+        let expected = res.content_length().unwrap_or(0).min(MAX_PREALLOCATION) as usize;
+        let mut image = BytesMut::with_capacity(expected);
+        let mut res = res;
+        while let Some(chunk) = res.chunk().await? {
+            image.extend_from_slice(&chunk);
+        }
+        Ok(image.freeze())
     }
 
     /// Drops a finished prompt's history entry so ComfyUI's memory stays flat.

@@ -8,7 +8,10 @@ use axum::{
 use base64::Engine;
 use bytes::Bytes;
 
-use super::image_stream::{self, Kind, Options};
+use super::{
+    b64_body,
+    image_stream::{self, Kind, Options},
+};
 use crate::{
     encode,
     error::ApiError,
@@ -63,19 +66,20 @@ pub(super) fn unknown_model(requested: Option<&str>) -> ApiError {
 }
 
 /// The `ImagesResponse` for finished images: each transcoded to the asked format, then inline
-/// as base64 or stored and linked.
+/// as base64 (streamed into the body) or stored and linked.
 pub(super) async fn respond(
     bridge: &Bridge,
     headers: &HeaderMap,
     job: &Generation,
     images: Vec<Generated>,
-) -> Result<Json<ImagesResponse>, ApiError> {
+) -> Result<Response, ApiError> {
     let base_url = match job.response_format {
         ResponseFormat::Url => Some(public_base(&bridge.config.public_url, headers)),
         ResponseFormat::B64Json => None,
     };
     let revised_prompt = Some(job.params.prompt.clone()).filter(|p| !p.is_empty());
     let mut data = Vec::with_capacity(images.len());
+    let mut inline = Vec::new();
     for image in images {
         let mut item = ImageData {
             revised_prompt: revised_prompt.clone(),
@@ -86,18 +90,25 @@ pub(super) async fn respond(
             Some(base) => {
                 item.url = Some(deliver(bridge, job, image.data, Delivery::Url(base)).await?)
             }
-            None => item.b64_json = Some(deliver(bridge, job, image.data, Delivery::Base64).await?),
+            None => inline.push(
+                encode::transcode(image.data, job.output_format, job.output_compression).await?,
+            ),
         }
         data.push(item);
     }
-    Ok(Json(ImagesResponse {
+    let reply = ImagesResponse {
         created: now_secs(),
         data,
         background: Some("opaque".into()),
         output_format: Some(job.output_format),
         quality: Some(job.quality.clone()),
         size: Some(job.size.to_string()),
-    }))
+    };
+    if inline.is_empty() {
+        Ok(Json(reply).into_response())
+    } else {
+        b64_body::response(reply, inline)
+    }
 }
 
 /// How a finished image reaches the client.

@@ -1,5 +1,6 @@
 //! The HTTP surface: OpenAI's `/v1`, the bridge's own operations, and served images.
 
+mod b64_body;
 mod chat;
 mod edits;
 mod files;
