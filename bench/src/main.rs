@@ -1,0 +1,294 @@
+//! `bench`: what the bridge adds to ComfyUI's own time, measured side by side on one machine.
+//! It starts the simulator (or uses `--comfyui URL`) and the bridge as their own processes,
+//! then compares a minimal direct ComfyUI client with the same work through the bridge.
+
+mod bridge;
+mod direct;
+mod procs;
+mod report;
+mod workflow;
+
+use std::{
+    path::PathBuf,
+    time::{Duration, Instant},
+};
+
+use anyhow::Context;
+use clap::Parser;
+use futures::future::join_all;
+
+use bridge::Call;
+use direct::Direct;
+use procs::Proc;
+use report::{LatencyRow, Memory, Report, ThroughputRow, Wasm, mib, percentile};
+use workflow::Workflow;
+
+#[derive(Parser, Debug)]
+#[command(about = "Measures the bridge against a direct ComfyUI client")]
+struct Args {
+    /// A running ComfyUI to measure against. Unset: the built-in simulator, started here.
+    #[arg(long)]
+    comfyui: Option<String>,
+    /// Simulated time per node and sampler step, in milliseconds.
+    #[arg(long, default_value_t = 0)]
+    step_delay_ms: u64,
+    /// The bridge's binary. Unset: `comfyui-bridge` beside this binary.
+    #[arg(long)]
+    bridge_bin: Option<PathBuf>,
+    #[arg(long, default_value = "workflows")]
+    workflows: PathBuf,
+    /// Sequential requests per scenario.
+    #[arg(long, default_value_t = 50)]
+    requests: usize,
+    /// Concurrent clients for the throughput test, and requests each.
+    #[arg(long, default_value_t = 64)]
+    clients: usize,
+    #[arg(long, default_value_t = 4)]
+    per_client: usize,
+    /// Concurrent clients while the bridge's peak memory is taken.
+    #[arg(long, default_value_t = 16)]
+    memory_clients: usize,
+    /// The web app's site directory, whose `pkg/*.wasm` is measured.
+    #[arg(long, default_value = "target/site")]
+    site_root: PathBuf,
+    /// A few requests of each kind, to check the benchmark still runs; numbers mean nothing.
+    #[arg(long)]
+    smoke: bool,
+    /// Also write the results as JSON to this file.
+    #[arg(long)]
+    json: Option<PathBuf>,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let mut args = Args::parse();
+    if args.smoke {
+        args.requests = args.requests.min(3);
+        args.clients = args.clients.min(4);
+        args.per_client = args.per_client.min(2);
+        args.memory_clients = args.memory_clients.min(4);
+    }
+    let bin = procs::bridge_binary(args.bridge_bin.clone())?;
+    let workflow = Workflow::load(&args.workflows)?;
+    let http = reqwest::Client::new();
+
+    let sim = match &args.comfyui {
+        Some(_) => None,
+        None => Some(procs::start_simulator(&bin, args.step_delay_ms)?),
+    };
+    let comfyui = match (&args.comfyui, &sim) {
+        (Some(url), _) => url.trim_end_matches('/').to_string(),
+        (None, Some(sim)) => sim.url.clone(),
+        (None, None) => unreachable!("a simulator is started when no URL is given"),
+    };
+    procs::wait_ready(&http, &format!("{comfyui}/prompt")).await?;
+    let data = std::env::temp_dir().join(format!("bridge-bench-{}", uuid::Uuid::new_v4().simple()));
+    let bridge = procs::start_bridge(&bin, &comfyui, &args.workflows, &data)?;
+    procs::wait_ready(&http, &format!("{}/health", bridge.url)).await?;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (idle_rss, _) = bridge.memory()?;
+
+    let backend = match &args.comfyui {
+        Some(url) => format!("ComfyUI at {url}"),
+        None => format!("simulator, {} ms per step", args.step_delay_ms),
+    };
+    eprintln!("measuring against the {backend}");
+    let result = measure(&args, &bridge, &comfyui, &workflow, &http, idle_rss).await;
+    let _ = std::fs::remove_dir_all(&data);
+    let mut report = result?;
+    report.backend = backend;
+    report.wasm = wasm_size(&args.site_root);
+
+    println!("{}", report.markdown());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let errors = report
+        .concurrency
+        .as_ref()
+        .map_or(0, |t| t.direct_errors + t.bridge_errors);
+    anyhow::ensure!(errors == 0, "{errors} requests failed under concurrency");
+    Ok(())
+}
+
+async fn measure(
+    args: &Args,
+    bridge: &Proc,
+    comfyui: &str,
+    workflow: &Workflow,
+    http: &reqwest::Client,
+    idle_rss: u64,
+) -> anyhow::Result<Report> {
+    let mut direct = Direct::connect(comfyui, workflow.clone()).await?;
+    eprintln!("warming up");
+    for _ in 0..3 {
+        direct.generate(512).await?;
+        for call in [Call::B64Json, Call::Url] {
+            bridge::call(http, &bridge.url, call, 512).await?;
+        }
+    }
+
+    eprintln!("peak memory under {} clients", args.memory_clients);
+    let (_, errors) = bridge_load(http, &bridge.url, args.memory_clients, 4).await;
+    anyhow::ensure!(
+        errors == 0,
+        "{errors} requests failed while measuring memory"
+    );
+    let (_, peak) = bridge.memory()?;
+    // Chat's tokenizer is loaded by the first chat request; its cost is shown on its own.
+    bridge::call(http, &bridge.url, Call::ChatStream, 512).await?;
+    let (with_tokenizer, _) = bridge.memory()?;
+    let memory = Memory {
+        idle_rss_mib: mib(idle_rss),
+        clients: args.memory_clients,
+        peak_hwm_mib: mib(peak),
+        rss_after_chat_mib: mib(with_tokenizer),
+    };
+
+    let mut latency = Vec::new();
+    for size in [512, 1024] {
+        eprintln!("sequential latency at {size}x{size}");
+        let calls: &[Call] = if size == 512 {
+            &[Call::B64Json, Call::Url, Call::ChatStream]
+        } else {
+            &[Call::B64Json, Call::Url]
+        };
+        let mut direct_times = Vec::with_capacity(args.requests);
+        let mut times = vec![Vec::with_capacity(args.requests); calls.len()];
+        let mut cpu = vec![Duration::ZERO; calls.len()];
+        // Interleaved, so a drift in the machine's speed touches every scenario alike.
+        for _ in 0..args.requests {
+            let start = Instant::now();
+            direct.generate(size).await?;
+            direct_times.push(start.elapsed());
+            for (i, &call) in calls.iter().enumerate() {
+                let cpu_before = bridge.cpu_time()?;
+                let start = Instant::now();
+                bridge::call(http, &bridge.url, call, size).await?;
+                times[i].push(start.elapsed());
+                cpu[i] += bridge.cpu_time()?.saturating_sub(cpu_before);
+            }
+        }
+        let (d50, d90) = (
+            percentile(&direct_times, 50.0),
+            percentile(&direct_times, 90.0),
+        );
+        latency.push(LatencyRow {
+            scenario: "direct (ComfyUI protocol)".into(),
+            size,
+            p50_ms: d50,
+            p90_ms: d90,
+            overhead_p50_ms: None,
+            overhead_p90_ms: None,
+            cpu_ms_per_request: None,
+        });
+        for (i, call) in calls.iter().enumerate() {
+            let (p50, p90) = (percentile(&times[i], 50.0), percentile(&times[i], 90.0));
+            latency.push(LatencyRow {
+                scenario: format!("bridge {}", call.label()),
+                size,
+                p50_ms: p50,
+                p90_ms: p90,
+                overhead_p50_ms: Some(p50 - d50),
+                overhead_p90_ms: Some(p90 - d90),
+                cpu_ms_per_request: Some(cpu[i].as_secs_f64() * 1000.0 / args.requests as f64),
+            });
+        }
+    }
+
+    eprintln!("throughput with {} clients", args.clients);
+    let (direct_rate, direct_errors) =
+        direct_load(comfyui, workflow, args.clients, args.per_client).await?;
+    let (bridge_rate, bridge_errors) =
+        bridge_load(http, &bridge.url, args.clients, args.per_client).await;
+    Ok(Report {
+        backend: String::new(),
+        requests: args.requests,
+        latency,
+        concurrency: Some(ThroughputRow {
+            clients: args.clients,
+            requests: args.per_client,
+            direct_images_per_s: direct_rate,
+            bridge_images_per_s: bridge_rate,
+            ratio: bridge_rate / direct_rate,
+            direct_errors,
+            bridge_errors,
+        }),
+        memory: Some(memory),
+        wasm: None,
+    })
+}
+
+/// `clients` direct clients, each with its own socket, making `each` 512x512 images in turn.
+/// Returns images per second and the number of failed requests.
+async fn direct_load(
+    comfyui: &str,
+    workflow: &Workflow,
+    clients: usize,
+    each: usize,
+) -> anyhow::Result<(f64, usize)> {
+    let mut connected = Vec::with_capacity(clients);
+    for _ in 0..clients {
+        connected.push(Direct::connect(comfyui, workflow.clone()).await?);
+    }
+    let start = Instant::now();
+    let failures = join_all(connected.into_iter().map(|mut d| async move {
+        let mut failed = 0;
+        for _ in 0..each {
+            if d.generate(512).await.is_err() {
+                failed += 1;
+            }
+        }
+        failed
+    }))
+    .await;
+    Ok(rate(clients * each, start.elapsed(), failures))
+}
+
+/// As [`direct_load`], through the bridge with `b64_json`.
+async fn bridge_load(
+    http: &reqwest::Client,
+    base: &str,
+    clients: usize,
+    each: usize,
+) -> (f64, usize) {
+    let start = Instant::now();
+    let failures = join_all((0..clients).map(|_| async move {
+        let mut failed = 0;
+        for _ in 0..each {
+            if let Err(e) = bridge::call(http, base, Call::B64Json, 512).await {
+                eprintln!("bridge request failed: {e:#}");
+                failed += 1;
+            }
+        }
+        failed
+    }))
+    .await;
+    rate(clients * each, start.elapsed(), failures)
+}
+
+fn rate(total: usize, elapsed: Duration, failures: Vec<usize>) -> (f64, usize) {
+    let failed: usize = failures.iter().sum();
+    ((total - failed) as f64 / elapsed.as_secs_f64(), failed)
+}
+
+/// The web app's wasm, raw and gzip-compressed, if it has been built.
+fn wasm_size(site_root: &std::path::Path) -> Option<Wasm> {
+    let file = std::fs::read_dir(site_root.join("pkg"))
+        .ok()?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "wasm"))?;
+    let bytes = std::fs::metadata(&file).ok()?.len();
+    let gzip = std::process::Command::new("gzip")
+        .arg("-9c")
+        .arg(&file)
+        .output()
+        .ok()?;
+    Some(Wasm {
+        file: file.display().to_string(),
+        bytes,
+        gzip_bytes: gzip.stdout.len() as u64,
+    })
+}

@@ -1,0 +1,138 @@
+//! The processes under test: the simulator and the bridge, each its own process, and what
+//! Linux says about their memory and CPU time.
+
+use std::{
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use anyhow::{Context, bail};
+
+/// A child process that is killed when dropped, so a failed run leaves nothing behind.
+pub struct Proc {
+    child: Child,
+    pub url: String,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Resident memory now and at its highest, in bytes (`VmRSS`, `VmHWM`).
+    pub fn memory(&self) -> anyhow::Result<(u64, u64)> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|kb| kb.parse::<u64>().ok())
+                .map(|kb| kb * 1024)
+                .with_context(|| format!("no {name} in /proc status"))
+        };
+        Ok((field("VmRSS:")?, field("VmHWM:")?))
+    }
+
+    /// User plus system CPU time used so far.
+    pub fn cpu_time(&self) -> anyhow::Result<Duration> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
+        // Fields after the command name, which is in parentheses and may hold spaces.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = |i: usize| {
+            fields
+                .get(i)
+                .and_then(|f| f.parse::<u64>().ok())
+                .unwrap_or(0)
+        };
+        // utime and stime are fields 14 and 15 of the whole line, 11 and 12 after the name.
+        let total = ticks(11) + ticks(12);
+        // Linux reports them in USER_HZ, which is 100 on every platform it supports.
+        Ok(Duration::from_millis(total * 10))
+    }
+}
+
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// The bridge's binary: given, or beside this one (both come from the same target directory).
+pub fn bridge_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    let path = match given {
+        Some(p) => p,
+        None => std::env::current_exe()?
+            .parent()
+            .context("no directory for the bench binary")?
+            .join("comfyui-bridge"),
+    };
+    if !path.exists() {
+        bail!(
+            "{} does not exist; build it first (scripts/bench does) or pass --bridge-bin",
+            path.display()
+        );
+    }
+    Ok(path)
+}
+
+pub fn start_simulator(bin: &Path, step_delay_ms: u64) -> anyhow::Result<Proc> {
+    let port = free_port()?;
+    let child = Command::new(bin)
+        .args(["simulator", "--listen", &format!("127.0.0.1:{port}")])
+        .args(["--step-delay-ms", &step_delay_ms.to_string()])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the simulator")?;
+    Ok(Proc {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+pub fn start_bridge(
+    bin: &Path,
+    comfyui: &str,
+    workflows: &Path,
+    data_dir: &Path,
+) -> anyhow::Result<Proc> {
+    let port = free_port()?;
+    let child = Command::new(bin)
+        .env("COMFYUI_URL", comfyui)
+        .env("LISTEN", format!("127.0.0.1:{port}"))
+        .env("WORKFLOWS_DIR", workflows)
+        .env("DATA_DIR", data_dir)
+        .env("MAX_QUEUED_JOBS", "256")
+        .env("RUST_LOG", "warn")
+        .env_remove("API_KEY")
+        .env_remove("DEMO")
+        .stdout(Stdio::null())
+        .spawn()
+        .context("starting the bridge")?;
+    Ok(Proc {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    })
+}
+
+/// Waits until `url` answers 2xx.
+pub async fn wait_ready(http: &reqwest::Client, url: &str) -> anyhow::Result<()> {
+    for _ in 0..300 {
+        if let Ok(res) = http.get(url).send().await
+            && res.status().is_success()
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    bail!("{url} did not become ready within 15 s")
+}

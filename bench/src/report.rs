@@ -1,0 +1,161 @@
+//! The results: percentiles, one markdown table per measure, and the same as JSON.
+
+use std::{fmt::Write, time::Duration};
+
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub struct Report {
+    pub backend: String,
+    pub requests: usize,
+    pub latency: Vec<LatencyRow>,
+    pub concurrency: Option<ThroughputRow>,
+    pub memory: Option<Memory>,
+    pub wasm: Option<Wasm>,
+}
+
+#[derive(Serialize)]
+pub struct LatencyRow {
+    pub scenario: String,
+    pub size: u32,
+    pub p50_ms: f64,
+    pub p90_ms: f64,
+    /// Against direct at the same size; `None` for direct itself.
+    pub overhead_p50_ms: Option<f64>,
+    pub overhead_p90_ms: Option<f64>,
+    /// Bridge CPU time (user + system) per request.
+    pub cpu_ms_per_request: Option<f64>,
+}
+
+#[derive(Serialize)]
+pub struct ThroughputRow {
+    pub clients: usize,
+    pub requests: usize,
+    pub direct_images_per_s: f64,
+    pub bridge_images_per_s: f64,
+    pub ratio: f64,
+    pub direct_errors: usize,
+    pub bridge_errors: usize,
+}
+
+#[derive(Serialize)]
+pub struct Memory {
+    pub idle_rss_mib: f64,
+    pub clients: usize,
+    pub peak_hwm_mib: f64,
+    /// After the first chat request, which loads the tokenizer.
+    pub rss_after_chat_mib: f64,
+}
+
+#[derive(Serialize)]
+pub struct Wasm {
+    pub file: String,
+    pub bytes: u64,
+    pub gzip_bytes: u64,
+}
+
+/// Nearest-rank percentile of durations, in milliseconds.
+pub fn percentile(samples: &[Duration], p: f64) -> f64 {
+    if samples.is_empty() {
+        return f64::NAN;
+    }
+    let mut sorted = samples.to_vec();
+    sorted.sort();
+    let rank = ((p / 100.0) * sorted.len() as f64).ceil().max(1.0) as usize;
+    sorted[rank.min(sorted.len()) - 1].as_secs_f64() * 1000.0
+}
+
+pub fn mib(bytes: u64) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
+}
+
+fn opt(v: Option<f64>, signed: bool) -> String {
+    match v {
+        Some(v) if signed => format!("{v:+.2}"),
+        Some(v) => format!("{v:.2}"),
+        None => "–".into(),
+    }
+}
+
+impl Report {
+    pub fn markdown(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Backend: {}; {} sequential requests per row.\n",
+            self.backend, self.requests
+        );
+        out.push_str("| scenario | size | p50 ms | p90 ms | overhead p50 ms | overhead p90 ms | bridge CPU ms/request |\n");
+        out.push_str("|---|---|---|---|---|---|---|\n");
+        for r in &self.latency {
+            let _ = writeln!(
+                out,
+                "| {} | {}x{} | {:.2} | {:.2} | {} | {} | {} |",
+                r.scenario,
+                r.size,
+                r.size,
+                r.p50_ms,
+                r.p90_ms,
+                opt(r.overhead_p50_ms, true),
+                opt(r.overhead_p90_ms, true),
+                opt(r.cpu_ms_per_request, false),
+            );
+        }
+        if let Some(t) = &self.concurrency {
+            out.push_str("\n| concurrency | direct images/s | bridge images/s | bridge / direct | errors (direct, bridge) |\n");
+            out.push_str("|---|---|---|---|---|\n");
+            let _ = writeln!(
+                out,
+                "| {} clients × {} requests, 512x512 b64_json | {:.1} | {:.1} | {:.3} | {}, {} |",
+                t.clients,
+                t.requests,
+                t.direct_images_per_s,
+                t.bridge_images_per_s,
+                t.ratio,
+                t.direct_errors,
+                t.bridge_errors
+            );
+        }
+        if let Some(m) = &self.memory {
+            out.push_str("\n| bridge memory | MiB |\n|---|---|\n");
+            let _ = writeln!(out, "| RSS idle after start-up | {:.1} |", m.idle_rss_mib);
+            let _ = writeln!(
+                out,
+                "| peak RSS (VmHWM), {} concurrent 512x512 b64_json clients | {:.1} |",
+                m.clients, m.peak_hwm_mib
+            );
+            let _ = writeln!(
+                out,
+                "| RSS after the first chat request (tokenizer loaded) | {:.1} |",
+                m.rss_after_chat_mib
+            );
+        }
+        match &self.wasm {
+            Some(w) => {
+                let _ = writeln!(
+                    out,
+                    "\nWeb app bundle `{}`: {:.0} KB, {:.0} KB gzip.",
+                    w.file,
+                    w.bytes as f64 / 1024.0,
+                    w.gzip_bytes as f64 / 1024.0
+                );
+            }
+            None => out.push_str("\nWeb app bundle: not built (cargo leptos build --release).\n"),
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_nearest_rank() {
+        let ms: Vec<Duration> = (1..=10).map(Duration::from_millis).collect();
+        assert_eq!(percentile(&ms, 50.0), 5.0);
+        assert_eq!(percentile(&ms, 90.0), 9.0);
+        assert_eq!(percentile(&ms[..1], 90.0), 1.0);
+        assert!(percentile(&[], 50.0).is_nan());
+    }
+}
