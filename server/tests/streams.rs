@@ -96,6 +96,7 @@ async fn a_generation_streams_partials_then_the_image() {
     assert_eq!(done["output_format"], "png");
     assert_eq!(done["usage"]["input_tokens_details"]["text_tokens"], 2);
     assert!(done.get("partial_image_index").is_none());
+    assert!(done.get("image_index").is_none() && done.get("seed").is_none());
     // OpenAI ends image streams without [DONE]; the SDKs stop at the end of the body.
     assert!(sse.events.iter().all(|e| e.data != "[DONE]"));
 }
@@ -148,7 +149,11 @@ async fn progress_events_only_when_asked() {
         .collect();
     assert_eq!(steps, [1, 2, 3, 4, 5]);
     assert!(progress.iter().all(|p| p["image_index"] == 0));
-    assert_eq!(events.last().unwrap()["type"], "image_generation.completed");
+    let done = events.last().unwrap();
+    assert_eq!(done["type"], "image_generation.completed");
+    // The bridge's extension fields come with stream_progress only.
+    assert_eq!(done["image_index"], 0);
+    assert!(done["seed"].is_u64());
 }
 
 #[tokio::test]

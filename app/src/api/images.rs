@@ -158,6 +158,12 @@ pub struct ImageStreamEvent {
     pub partial_image_index: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<ImageUsage>,
+    /// With `stream_progress`: which image of the request this is (0-based).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_index: Option<u32>,
+    /// With `stream_progress`, on `*.completed`: the seed the image was made with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]

@@ -63,7 +63,9 @@ async fn run(
     options: &Options,
     events: &Events,
 ) -> Result<(), ApiError> {
-    let event = |what: &str, b64_json: String| ImageStreamEvent {
+    // OpenAI's events say nothing of which image they belong to; with `stream_progress` the
+    // bridge adds it, so a client with n > 1 can place partials.
+    let event = |what: &str, index: usize, b64_json: String| ImageStreamEvent {
         kind: options.kind.event(what),
         b64_json,
         created_at: now_secs(),
@@ -73,6 +75,8 @@ async fn run(
         output_format: job.output_format,
         partial_image_index: None,
         usage: None,
+        image_index: options.progress.then_some(index as u32),
+        seed: None,
     };
     let mut schedule = PartialSchedule::new(job.seeds.len(), options.partials);
     let mut run = jobs::generate_reporting(bridge, job, inputs);
@@ -98,7 +102,7 @@ async fn run(
                 };
                 let partial = ImageStreamEvent {
                     partial_image_index: Some(n),
-                    ..event("partial_image", b64)
+                    ..event("partial_image", index, b64)
                 };
                 events.json(Some(&partial.kind.clone()), &partial).await;
             }
@@ -108,7 +112,7 @@ async fn run(
     drop(run);
 
     let text_tokens = tokens::count(job.params.prompt.clone()).await?;
-    for image in images {
+    for (index, image) in images.into_iter().enumerate() {
         let b64 = deliver(bridge, job, image.data, Delivery::Base64).await?;
         let completed = ImageStreamEvent {
             usage: Some(ImageUsage {
@@ -120,7 +124,8 @@ async fn run(
                     image_tokens: 0,
                 },
             }),
-            ..event("completed", b64)
+            seed: options.progress.then_some(image.seed),
+            ..event("completed", index, b64)
         };
         if !events.json(Some(&completed.kind.clone()), &completed).await {
             break;
