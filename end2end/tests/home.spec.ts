@@ -14,13 +14,73 @@ test("the home page shows the demo backend and generates an image", async ({ pag
   await page.locator("textarea[name=prompt]").fill("a <b>bold</b> fox");
   await page.getByRole("button", { name: "Generate" }).click();
 
-  const img = page.locator(".results img");
+  const img = page.locator(".results img.final");
   await expect(img).toBeVisible({ timeout: 30_000 });
   await expect(img).toHaveAttribute("alt", "a <b>bold</b> fox");
   const size = await img.evaluate((el: HTMLImageElement) => [el.naturalWidth, el.naturalHeight]);
   expect(size).toEqual([256, 256]);
+  await expect(page.locator(".results figcaption")).toContainText(/Done · seed \d+/);
   // The prompt is text, never markup.
   await expect(page.locator(".results b")).toHaveCount(0);
+});
+
+test("each image shows its progress and previews while it is made", async ({ page }) => {
+  await page.goto("/");
+  const model = page.locator("select[name=model]");
+  await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
+  await model.selectOption("sdxl");
+  await page.locator("input[name=size]").fill("512x512");
+  await page.locator("select[name=n]").selectOption("2");
+  await page.locator("summary", { hasText: "Advanced" }).click();
+  await page.locator("input[name=steps]").fill("12");
+  await page.locator("textarea[name=prompt]").fill("a castle");
+
+  // Everything the results area shows on the way, however briefly.
+  await page.evaluate(() => {
+    const seen = { statuses: new Set<string>(), previews: 0 };
+    (window as any).seen = seen;
+    new MutationObserver(() => {
+      document.querySelectorAll(".results .status").forEach((s) => seen.statuses.add(s.textContent ?? ""));
+      seen.previews = Math.max(seen.previews, document.querySelectorAll(".results img.preview").length);
+    }).observe(document.querySelector(".results")!, { subtree: true, childList: true, characterData: true, attributes: true });
+  });
+  await page.getByRole("button", { name: "Generate" }).click();
+  await expect(page.locator(".results img.final")).toHaveCount(2, { timeout: 30_000 });
+
+  const seen = await page.evaluate(() => {
+    const s = (window as any).seen;
+    return { statuses: [...s.statuses], previews: s.previews };
+  });
+  expect(seen.statuses.filter((s: string) => /^Step \d+ of 12$/.test(s)).length).toBeGreaterThan(1);
+  expect(seen.previews).toBeGreaterThan(0);
+  for (const img of await page.locator(".results img.final").all()) {
+    expect(await img.evaluate((el: HTMLImageElement) => el.naturalWidth)).toBe(512);
+  }
+  await expect(page.locator(".results progress").first()).toHaveAttribute("value", "30");
+});
+
+test("cancel stops the job in ComfyUI", async ({ page, request }) => {
+  await page.goto("/");
+  const model = page.locator("select[name=model]");
+  await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
+  await model.selectOption("sdxl");
+  await page.locator("input[name=size]").fill("512x512");
+  await page.locator("summary", { hasText: "Advanced" }).click();
+  await page.locator("input[name=steps]").fill("200");
+  await page.locator("textarea[name=prompt]").fill("a very long job");
+  await page.getByRole("button", { name: "Generate" }).click();
+
+  await expect(page.locator(".results .status")).toContainText(/Step \d+ of 200/, { timeout: 15_000 });
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await expect(page.locator(".results .status")).toHaveText("Cancelled");
+  await expect(page.getByRole("button", { name: "Generate" })).toBeEnabled();
+  await expect(page.locator(".results img.final")).toHaveCount(0);
+
+  // The bridge saw the client go and cancelled the prompt: ComfyUI's queue empties long before
+  // the 200 steps would have run.
+  await expect
+    .poll(async () => (await (await request.get("/health")).json()).servers[0].queue_remaining, { timeout: 3_000 })
+    .toBe(0);
 });
 
 test("errors are shown in the envelope's words", async ({ page }) => {

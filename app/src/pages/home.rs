@@ -2,7 +2,7 @@ use leptos::prelude::*;
 
 use crate::api::{
     error::ErrorEnvelope,
-    images::{ImageGenerationRequest, ImagesResponse, ResponseFormat},
+    images::ImageGenerationRequest,
     models::{ModelKind, ModelList},
 };
 use crate::server_fns::load_overview;
@@ -61,12 +61,44 @@ fn Status(overview: crate::server_fns::BridgeOverview) -> impl IntoView {
     }
 }
 
-#[derive(Clone, Debug)]
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-struct GenerateInput {
-    request: ImageGenerationRequest,
-    api_key: String,
+/// What the page shows for one image while it is made.
+#[derive(Clone)]
+struct Slot {
+    status: ArcRwSignal<String>,
+    step: ArcRwSignal<Option<(u64, u64)>>,
+    preview: ArcRwSignal<Option<String>>,
+    image: ArcRwSignal<Option<String>>,
+    seed: ArcRwSignal<Option<u64>>,
 }
+
+impl Slot {
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn new() -> Slot {
+        Slot {
+            status: ArcRwSignal::new("Sending…".into()),
+            step: ArcRwSignal::new(None),
+            preview: ArcRwSignal::new(None),
+            image: ArcRwSignal::new(None),
+            seed: ArcRwSignal::new(None),
+        }
+    }
+}
+
+/// The state of the generator, shared by the form, the results and the running request.
+#[derive(Clone)]
+struct Run {
+    slots: ArcRwSignal<Vec<Slot>>,
+    running: ArcRwSignal<bool>,
+    error: ArcRwSignal<Option<String>>,
+    /// The prompt the shown images were made from, their alt text.
+    prompt: ArcRwSignal<String>,
+    cancel: ArcRwSignal<Option<Cancel>>,
+}
+
+#[cfg(feature = "hydrate")]
+type Cancel = futures::channel::oneshot::Sender<()>;
+#[cfg(not(feature = "hydrate"))]
+type Cancel = ();
 
 #[component]
 fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoView {
@@ -85,27 +117,60 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
     let prompt = ArcRwSignal::new(String::new());
     let model = ArcRwSignal::new(default_model.unwrap_or_default());
     let size = ArcRwSignal::new(String::from("auto"));
+    let count = ArcRwSignal::new(1u32);
+    let steps = ArcRwSignal::new(String::new());
+    let cfg = ArcRwSignal::new(String::new());
     let api_key = ArcRwSignal::new(String::new());
-    let (prompt_in, model_in, size_in, key_in) =
-        (prompt.clone(), model.clone(), size.clone(), api_key.clone());
+    let run = Run {
+        slots: ArcRwSignal::new(Vec::new()),
+        running: ArcRwSignal::new(false),
+        error: ArcRwSignal::new(None),
+        prompt: ArcRwSignal::new(String::new()),
+        cancel: ArcRwSignal::new(None),
+    };
+    let (prompt_in, model_in, size_in, key_in, count_in) = (
+        prompt.clone(),
+        model.clone(),
+        size.clone(),
+        api_key.clone(),
+        count.clone(),
+    );
     let (prompt_out, size_out, model_sel) = (prompt.clone(), size.clone(), model.clone());
-    let generate = ArcAction::new_unsync(|input: &GenerateInput| generate_images(input.clone()));
-    let pending = generate.pending();
-    let busy = pending.clone();
-    let result = generate.value();
-    let on_submit = move |ev: leptos::ev::SubmitEvent| {
-        ev.prevent_default();
-        generate.dispatch_local(GenerateInput {
-            request: ImageGenerationRequest {
+    let (steps_in, cfg_in) = (steps.clone(), cfg.clone());
+    let on_submit = {
+        let run = run.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            let request = ImageGenerationRequest {
                 prompt: prompt.get_untracked(),
                 model: Some(model.get_untracked()).filter(|m| !m.is_empty()),
                 size: Some(size.get_untracked()),
-                response_format: Some(ResponseFormat::Url),
+                n: Some(count.get_untracked()),
+                // Empty or unreadable fields leave the model's own values.
+                steps: steps.get_untracked().trim().parse().ok(),
+                cfg: cfg.get_untracked().trim().parse().ok(),
+                stream: Some(true),
+                partial_images: Some(2),
+                stream_progress: Some(true),
                 ..Default::default()
-            },
-            api_key: api_key.get_untracked(),
-        });
+            };
+            start(&run, request, api_key.get_untracked());
+        }
     };
+    let on_cancel = {
+        let cancel = run.cancel.clone();
+        move |_| {
+            // Dropping the sender is enough: the running request sees it and aborts.
+            cancel.set(None);
+        }
+    };
+    let (busy, running, error, slots, shown) = (
+        run.running.clone(),
+        run.running.clone(),
+        run.error.clone(),
+        run.slots.clone(),
+        run.prompt.clone(),
+    );
     view! {
         <section class="card">
             <h2>"Generate"</h2>
@@ -132,6 +197,24 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
                     <input name="size" prop:value=move || size_out.get()
                         on:input=move |ev| size_in.set(event_target_value(&ev))/>
                 </label>
+                <label>"Images"
+                    <select name="n" on:change=move |ev| {
+                        count_in.set(event_target_value(&ev).parse().unwrap_or(1))
+                    }>
+                        {(1..=4).map(|i| view! { <option value=i.to_string()>{i}</option> }).collect_view()}
+                    </select>
+                </label>
+                <details class="advanced">
+                    <summary>"Advanced"</summary>
+                    <label>"Steps"
+                        <input name="steps" type="number" min="1" max="200" placeholder="model default"
+                            on:input=move |ev| steps_in.set(event_target_value(&ev))/>
+                    </label>
+                    <label>"CFG"
+                        <input name="cfg" type="number" min="0" max="100" step="0.1" placeholder="model default"
+                            on:input=move |ev| cfg_in.set(event_target_value(&ev))/>
+                    </label>
+                </details>
                 <Show when=move || auth_required>
                     <label>"API key"
                         <input name="api_key" type="password" autocomplete="off"
@@ -141,30 +224,149 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
                             }/>
                     </label>
                 </Show>
-                <button type="submit" disabled=move || busy.get()>
-                    {move || if pending.get() { "Generating…" } else { "Generate" }}
-                </button>
+                <div class="actions">
+                    <button type="submit" disabled=move || busy.get()>
+                        {move || if running.get() { "Generating…" } else { "Generate" }}
+                    </button>
+                    <Show when={
+                        let running = run.running.clone();
+                        move || running.get()
+                    }>
+                        <button type="button" class="secondary" on:click=on_cancel.clone()>"Cancel"</button>
+                    </Show>
+                </div>
             </form>
-            {move || result.get().map(|result| match result {
-                Ok(resp) => view! {
-                    <div class="results">
-                        {resp.data.into_iter().map(|img| view! {
-                            <figure>
-                                <img src=img.url.unwrap_or_default() alt=img.revised_prompt.clone().unwrap_or_default()/>
-                                <figcaption>{img.seed.map(|s| format!("seed {s}"))}</figcaption>
-                            </figure>
-                        }).collect_view()}
-                    </div>
-                }.into_any(),
-                Err(e) => view! { <p class="error" role="alert">{e}</p> }.into_any(),
-            })}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <div class="results">
+                {move || {
+                    let alt = shown.get();
+                    slots.get().into_iter().map(|slot| slot_view(slot, alt.clone())).collect_view()
+                }}
+            </div>
         </section>
     }
 }
 
+fn slot_view(slot: Slot, alt: String) -> impl IntoView {
+    let Slot {
+        status,
+        step,
+        preview,
+        image,
+        seed,
+    } = slot;
+    let step_value = step.clone();
+    view! {
+        <figure class="slot">
+            <div class="frame">
+                {move || match (image.get(), preview.get()) {
+                    (Some(src), _) => view! { <img class="final" src=src alt=alt.clone()/> }.into_any(),
+                    (None, Some(src)) => view! { <img class="preview" src=src alt="preview"/> }.into_any(),
+                    (None, None) => view! { <div class="placeholder"></div> }.into_any(),
+                }}
+            </div>
+            <progress
+                max=move || step.get().map_or(1, |(_, of)| of.max(1)).to_string()
+                value=move || step_value.get().map_or(0, |(at, _)| at).to_string()></progress>
+            <figcaption>
+                <span class="status">{move || status.get()}</span>
+                {move || seed.get().map(|s| format!(" · seed {s}"))}
+            </figcaption>
+        </figure>
+    }
+}
+
+/// Starts a streamed generation: one slot per image, filled in as events arrive.
+#[cfg(feature = "hydrate")]
+fn start(run: &Run, request: ImageGenerationRequest, api_key: String) {
+    use super::stream::{self, Outcome, Update};
+
+    let slots: Vec<Slot> = (0..request.n.unwrap_or(1)).map(|_| Slot::new()).collect();
+    run.slots.set(slots.clone());
+    run.error.set(None);
+    run.prompt.set(request.prompt.clone());
+    run.running.set(true);
+    let (tx, rx) = futures::channel::oneshot::channel();
+    run.cancel.set(Some(tx));
+    let run = run.clone();
+    leptos::task::spawn_local(async move {
+        let error = run.error.clone();
+        let apply = |update: Update| {
+            let slot = |i: usize| slots.get(i);
+            match update {
+                Update::Queued { index, ahead } => {
+                    if let Some(s) = slot(index) {
+                        s.status.set(match ahead {
+                            Some(n) if n > 0 => format!("Queued, {n} ahead"),
+                            _ => "Queued".into(),
+                        });
+                    }
+                }
+                Update::Running { index } => {
+                    if let Some(s) = slot(index) {
+                        s.status.set("Running".into());
+                    }
+                }
+                Update::Step { index, step, steps } => {
+                    if let Some(s) = slot(index) {
+                        s.status.set(format!("Step {step} of {steps}"));
+                        s.step.set(Some((step, steps)));
+                    }
+                }
+                Update::Partial { index, data_url } => {
+                    if let Some(s) = slot(index) {
+                        s.preview.set(Some(data_url));
+                    }
+                }
+                Update::Done {
+                    index,
+                    data_url,
+                    seed,
+                } => {
+                    if let Some(s) = slot(index) {
+                        s.image.set(Some(data_url));
+                        s.seed.set(seed);
+                        s.status.set("Done".into());
+                        s.step.update(|st| *st = st.map(|(_, of)| (of, of)));
+                    }
+                }
+                Update::Failed(message) => error.set(Some(message)),
+            }
+        };
+        let outcome = stream::run(&request, &api_key, rx, apply).await;
+        let unfinished = |text: &str| {
+            for s in &slots {
+                if s.image.get_untracked().is_none() {
+                    s.status.set(text.into());
+                }
+            }
+        };
+        match outcome {
+            Ok(Outcome::Cancelled) => unfinished("Cancelled"),
+            Ok(Outcome::Finished) => {
+                if run.error.get_untracked().is_some() {
+                    unfinished("Failed");
+                }
+            }
+            Err(e) => {
+                unfinished("Failed");
+                run.error.set(Some(e));
+            }
+        }
+        run.running.set(false);
+        run.cancel.set(None);
+    });
+}
+
+// The server renders the page but never submits the form: that only happens after hydration.
+#[cfg(not(feature = "hydrate"))]
+fn start(run: &Run, request: ImageGenerationRequest, api_key: String) {
+    let _ = (run, request, api_key);
+}
+
 /// Turns a failed response's body into the words a person should read: the envelope's message.
 #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-fn error_text(status: u16, body: &str) -> String {
+pub(super) fn error_text(status: u16, body: &str) -> String {
     match serde_json::from_str::<ErrorEnvelope>(body) {
         Ok(env) => env.error.message,
         Err(_) => format!("The server answered {status}."),
@@ -174,21 +376,6 @@ fn error_text(status: u16, body: &str) -> String {
 #[cfg(feature = "hydrate")]
 async fn fetch_models() -> Result<ModelList, String> {
     let resp = gloo_net::http::Request::get("/v1/models")
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    read_json(resp).await
-}
-
-#[cfg(feature = "hydrate")]
-async fn generate_images(input: GenerateInput) -> Result<ImagesResponse, String> {
-    let mut req = gloo_net::http::Request::post("/v1/images/generations");
-    if !input.api_key.is_empty() {
-        req = req.header("Authorization", &format!("Bearer {}", input.api_key));
-    }
-    let resp = req
-        .json(&input.request)
-        .map_err(|e| e.to_string())?
         .send()
         .await
         .map_err(|e| e.to_string())?;
@@ -211,10 +398,4 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 #[cfg(not(feature = "hydrate"))]
 async fn fetch_models() -> Result<ModelList, String> {
     Err(String::from("loading…"))
-}
-
-#[cfg(not(feature = "hydrate"))]
-async fn generate_images(input: GenerateInput) -> Result<ImagesResponse, String> {
-    let _ = input;
-    Err(String::from("generation runs in the browser"))
 }
