@@ -2,10 +2,10 @@ use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
 use leptos_router::{
     StaticSegment,
-    components::{Route, Router, Routes},
+    components::{A, Route, Router, Routes},
 };
 
-use crate::pages::home::HomePage;
+use crate::pages::{gallery::GalleryView, home::HomePage};
 
 /// The whole HTML document, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -37,10 +37,15 @@ pub fn App() -> impl IntoView {
         <Router>
             <header class="top">
                 <h1>"ComfyUI API Bridge"</h1>
+                <nav aria-label="Pages">
+                    <A href="/">"Generate"</A>
+                    <A href="/gallery">"Gallery"</A>
+                </nav>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
+                    <Route path=StaticSegment("gallery") view=GalleryView/>
                 </Routes>
             </main>
         </Router>

@@ -1,9 +1,12 @@
 //! Server functions: how the web app reads the bridge's own state.
 
-use leptos::prelude::*;
+use leptos::{prelude::*, server_fn};
 use serde::{Deserialize, Serialize};
 
-use crate::api::health::HealthReport;
+use crate::api::{
+    gallery::{GalleryPage, GalleryQuery},
+    health::HealthReport,
+};
 
 /// What the page needs to know about the bridge before it can generate.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -19,18 +22,57 @@ pub mod ports {
     use std::{future::Future, pin::Pin, sync::Arc};
 
     use super::BridgeOverview;
+    use crate::api::gallery::{GalleryPage, GalleryQuery};
+
+    type Reply<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
     /// Implemented by the server; the app only sees this narrow view of it.
     pub trait OverviewPort: Send + Sync {
-        fn overview(&self) -> Pin<Box<dyn Future<Output = BridgeOverview> + Send + '_>>;
+        fn overview(&self) -> Reply<'_, BridgeOverview>;
+        /// `api_key` is what the browser holds; the server checks it when it needs one.
+        fn gallery(
+            &self,
+            query: GalleryQuery,
+            api_key: String,
+        ) -> Reply<'_, Result<GalleryPage, String>>;
+        fn delete_from_gallery(
+            &self,
+            id: String,
+            api_key: String,
+        ) -> Reply<'_, Result<bool, String>>;
     }
 
     pub type SharedOverview = Arc<dyn OverviewPort>;
 }
 
+#[cfg(feature = "ssr")]
+fn port() -> Result<ports::SharedOverview, ServerFnError> {
+    use_context::<ports::SharedOverview>()
+        .ok_or_else(|| ServerFnError::new("the bridge status is not available"))
+}
+
 #[server]
 pub async fn load_overview() -> Result<BridgeOverview, ServerFnError> {
-    let port = use_context::<ports::SharedOverview>()
-        .ok_or_else(|| ServerFnError::new("the bridge status is not available"))?;
-    Ok(port.overview().await)
+    Ok(port()?.overview().await)
+}
+
+/// A page of the gallery. The API key travels in the request body, like any other argument,
+/// never in the URL.
+#[server(endpoint = "gallery/list", input = server_fn::codec::Json)]
+pub async fn list_gallery(
+    query: GalleryQuery,
+    api_key: String,
+) -> Result<GalleryPage, ServerFnError> {
+    port()?
+        .gallery(query, api_key)
+        .await
+        .map_err(ServerFnError::new)
+}
+
+#[server(endpoint = "gallery/delete", input = server_fn::codec::Json)]
+pub async fn delete_from_gallery(id: String, api_key: String) -> Result<bool, ServerFnError> {
+    port()?
+        .delete_from_gallery(id, api_key)
+        .await
+        .map_err(ServerFnError::new)
 }

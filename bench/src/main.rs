@@ -54,6 +54,10 @@ struct Args {
     /// A few requests of each kind, to check the benchmark still runs; numbers mean nothing.
     #[arg(long)]
     smoke: bool,
+    /// Keep every image in the bridge's gallery, as a default install does. Off, the run
+    /// measures the path from client to ComfyUI and back alone.
+    #[arg(long)]
+    gallery: bool,
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -83,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
     };
     procs::wait_ready(&http, &format!("{comfyui}/prompt")).await?;
     let data = std::env::temp_dir().join(format!("bridge-bench-{}", uuid::Uuid::new_v4().simple()));
-    let bridge = procs::start_bridge(&bin, &comfyui, &args.workflows, &data)?;
+    let bridge = procs::start_bridge(&bin, &comfyui, &args.workflows, &data, args.gallery)?;
     procs::wait_ready(&http, &format!("{}/health", bridge.url)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss, _) = bridge.memory()?;
@@ -92,6 +96,10 @@ async fn main() -> anyhow::Result<()> {
         Some(url) => format!("ComfyUI at {url}"),
         None => format!("simulator, {} ms per step", args.step_delay_ms),
     };
+    let backend = format!(
+        "{backend}; gallery {}",
+        if args.gallery { "on" } else { "off" }
+    );
     eprintln!("measuring against the {backend}");
     let result = measure(&args, &bridge, &comfyui, &workflow, &http, idle_rss).await;
     let _ = std::fs::remove_dir_all(&data);

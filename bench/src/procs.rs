@@ -104,6 +104,7 @@ pub fn start_bridge(
     comfyui: &str,
     workflows: &Path,
     data_dir: &Path,
+    gallery: bool,
 ) -> anyhow::Result<Proc> {
     let port = free_port()?;
     let child = Command::new(bin)
@@ -112,6 +113,7 @@ pub fn start_bridge(
         .env("WORKFLOWS_DIR", workflows)
         .env("DATA_DIR", data_dir)
         .env("MAX_QUEUED_JOBS", "256")
+        .env("GALLERY", gallery.to_string())
         .env("RUST_LOG", "warn")
         .env_remove("API_KEY")
         .env_remove("DEMO")

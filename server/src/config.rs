@@ -83,6 +83,9 @@ pub struct Config {
     /// Directory for images served by URL.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// Keep every image made (through the API and the web app) in the gallery, under DATA_DIR.
+    #[arg(long, env = "GALLERY", default_value_t = true, action = clap::ArgAction::Set)]
+    pub gallery: bool,
     /// How long images served by URL are kept, in seconds.
     #[arg(long, env = "IMAGE_RETENTION_SECS", default_value_t = 3600)]
     pub image_retention_secs: u64,

@@ -17,6 +17,7 @@ use tokio::sync::{OnceCell, Semaphore, mpsc};
 use crate::{
     comfy::{ComfyError, ComfyServer, JobUpdate, Uploaded},
     error::ApiError,
+    gallery::{Gallery, NewImage},
     state::Bridge,
     templates::RenderParams,
     validate::Generation,
@@ -136,12 +137,13 @@ async fn run_all(
 ) -> Result<Vec<Generated>, ApiError> {
     let (pool, limits) = (&bridge.pool, &bridge.limits);
     let updates = updates.as_ref();
+    let started = std::time::Instant::now();
     let timeout = bridge.config.generation_timeout();
     let (template, params) = (&job.template, &job.params);
     let _admission = limits.admit(job.seeds.len())?;
     let staging = Staging::default();
     let staging = &staging;
-    stream::iter(job.seeds.iter().copied().enumerate())
+    let images = stream::iter(job.seeds.iter().copied().enumerate())
         .map(|(index, seed)| async move {
             let _permit = limits
                 .running
@@ -181,8 +183,39 @@ async fn run_all(
             })
         })
         .buffered(limits.per_request)
-        .try_collect()
-        .await
+        .try_collect::<Vec<Generated>>()
+        .await?;
+    if let Some(gallery) = &bridge.gallery {
+        keep(gallery, job, &images, started.elapsed());
+    }
+    Ok(images)
+}
+
+/// Adds finished images to the gallery in the background: the client does not wait for it.
+fn keep(gallery: &Gallery, job: &Generation, images: &[Generated], took: std::time::Duration) {
+    let gallery = gallery.clone();
+    let created_at = crate::gallery::now_ms();
+    let new: Vec<NewImage> = images
+        .iter()
+        .map(|image| NewImage {
+            data: image.data.clone(),
+            prompt: job.params.prompt.clone(),
+            negative_prompt: job.params.negative_prompt.clone(),
+            model: job.template.id.clone(),
+            seed: image.seed,
+            steps: job.params.steps,
+            cfg: job.params.cfg,
+            duration: took,
+            created_at,
+        })
+        .collect();
+    tokio::spawn(async move {
+        for image in new {
+            if let Err(e) = gallery.add(image).await {
+                tracing::warn!(error = %e, "could not keep an image in the gallery");
+            }
+        }
+    });
 }
 
 /// The files one request's jobs read.

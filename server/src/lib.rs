@@ -6,6 +6,7 @@ mod encode;
 pub mod error;
 mod extract;
 mod fetch;
+pub mod gallery;
 mod inputs;
 pub mod jobs;
 mod overview;
@@ -31,6 +32,7 @@ use tower_http::trace::TraceLayer;
 use crate::{
     comfy::ComfyPool,
     config::Config,
+    gallery::Gallery,
     state::{AppState, Bridge},
     storage::ImageStore,
 };
@@ -98,12 +100,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     images.spawn_sweeper(shutdown.clone());
+    let gallery = if config.gallery {
+        let gallery = Gallery::open(&config.data_dir)
+            .await
+            .with_context(|| format!("opening the gallery in {}", config.data_dir.display()))?;
+        Some(gallery)
+    } else {
+        None
+    };
     let pool = ComfyPool::connect(&urls, &shutdown);
     let leptos = leptos_options(&config);
     let listen = config.listen;
     let state = AppState {
         leptos,
-        bridge: Arc::new(Bridge::new(config, pool, images, demo, loaded)),
+        bridge: Arc::new(Bridge::new(config, pool, images, gallery, demo, loaded)),
     };
 
     let listener = TcpListener::bind(listen)

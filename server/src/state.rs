@@ -9,6 +9,7 @@ use crate::{
     comfy::ComfyPool,
     config::Config,
     fetch::Fetcher,
+    gallery::Gallery,
     jobs::Limits,
     storage::ImageStore,
     templates::{ModelKind, Template, TemplateSet},
@@ -27,6 +28,8 @@ pub struct Bridge {
     pub limits: Limits,
     pub images: ImageStore,
     pub fetcher: Fetcher,
+    /// Where every image made is kept; `None` with `GALLERY=off`.
+    pub gallery: Option<Gallery>,
     /// True when the pool points at the built-in simulator.
     pub demo: bool,
     models: RwLock<Models>,
@@ -43,6 +46,7 @@ impl Bridge {
         config: Config,
         pool: ComfyPool,
         images: ImageStore,
+        gallery: Option<Gallery>,
         demo: bool,
         loaded: Result<TemplateSet, Vec<String>>,
     ) -> Self {
@@ -74,6 +78,7 @@ impl Bridge {
             pool,
             limits,
             images,
+            gallery,
             demo,
             models: RwLock::new(models),
         }

@@ -2,6 +2,7 @@
 
 pub mod chat;
 pub mod error;
+pub mod gallery;
 pub mod health;
 pub mod images;
 pub mod models;

@@ -16,7 +16,37 @@ pub async fn image(
 ) -> Result<Response, ApiError> {
     let gone = || ApiError::NotFound("This image does not exist or has expired.".into());
     let (path, mime) = state.bridge.images.path_of(&name).ok_or_else(gone)?;
-    let file = tokio::fs::File::open(&path).await.map_err(|_| gone())?;
+    serve(&path, mime, gone).await
+}
+
+/// A gallery image, by the same rule.
+pub async fn gallery_image(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    gallery_file(&state, &name, false).await
+}
+
+pub async fn gallery_thumb(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Response, ApiError> {
+    gallery_file(&state, &name, true).await
+}
+
+async fn gallery_file(state: &AppState, name: &str, thumb: bool) -> Result<Response, ApiError> {
+    let gone = || ApiError::NotFound("This image is not in the gallery.".into());
+    let gallery = state.bridge.gallery.as_ref().ok_or_else(gone)?;
+    let (path, mime) = gallery.path_of(name, thumb).ok_or_else(gone)?;
+    serve(&path, mime, gone).await
+}
+
+async fn serve(
+    path: &std::path::Path,
+    mime: &'static str,
+    gone: impl Fn() -> ApiError,
+) -> Result<Response, ApiError> {
+    let file = tokio::fs::File::open(path).await.map_err(|_| gone())?;
     let len = file.metadata().await.map(|m| m.len()).ok();
     let mut res = (
         [

@@ -59,6 +59,8 @@ pub fn ops(state: &AppState) -> Router<AppState> {
     Router::new()
         .route("/health", get(health::health))
         .route("/images/{name}", get(files::image))
+        .route("/gallery/{name}", get(files::gallery_image))
+        .route("/gallery/thumbs/{name}", get(files::gallery_thumb))
         .merge(admin)
         .method_not_allowed_fallback(method_not_allowed)
 }

@@ -1,0 +1,84 @@
+import { APIRequestContext, expect, test } from "@playwright/test";
+
+/// How many gallery images match `search`, through the gallery's server function.
+async function galleryTotal(request: APIRequestContext, search: string): Promise<number> {
+  const res = await request.post("/api/gallery/list", {
+    data: { query: { page: 0, per_page: 10, search, model: null }, api_key: "" },
+  });
+  return (await res.json()).total;
+}
+
+test("the gallery keeps what was made: search, details, delete, and after a reload", async ({ page, request }) => {
+  // Other tests share this server's gallery; a tag keeps this test's images apart.
+  const tag = `t${Date.now()}`;
+  for (const [prompt, seed] of [[`${tag} red fox`, 7], [`${tag} blue whale`, 8]]) {
+    const res = await request.post("/v1/images/generations", {
+      data: { model: "weightfree-txt2img", prompt, size: "64x64", seed },
+    });
+    expect(res.ok()).toBeTruthy();
+  }
+  // Images are written to the gallery in the background.
+  await expect.poll(() => galleryTotal(request, tag)).toBe(2);
+
+  await page.goto("/");
+  await page.getByRole("link", { name: "Gallery" }).click();
+  await expect(page).toHaveURL(/\/gallery$/);
+  await page.locator("input[name=search]").fill(tag);
+  await page.getByRole("button", { name: "Search" }).click();
+  await expect(page.locator(".gallery .count")).toHaveText("2 images");
+  const thumbs = page.locator(".gallery .grid img");
+  await expect(thumbs).toHaveCount(2);
+  await expect(thumbs.first()).toHaveAttribute("alt", `${tag} blue whale`);
+
+  await page.locator("input[name=search]").fill(`${tag} whale`);
+  await page.getByRole("button", { name: "Search" }).click();
+  await expect(page.locator(".gallery .count")).toHaveText("1 image");
+
+  await page.locator("input[name=search]").fill(tag);
+  await page.getByRole("button", { name: "Search" }).click();
+  await expect(thumbs).toHaveCount(2);
+  await thumbs.first().click();
+  const dialog = page.getByRole("dialog", { name: "Image details" });
+  await expect(dialog).toBeVisible();
+  await expect(dialog.locator(".prompt")).toHaveText(`${tag} blue whale`);
+  await expect(dialog.locator(".seed")).toHaveText("8");
+  await expect(dialog).toContainText("weightfree-txt2img");
+  await expect(dialog).toContainText("64x64");
+  const full = dialog.locator("img");
+  await expect.poll(() => full.evaluate((el: HTMLImageElement) => el.naturalWidth)).toBe(64);
+
+  page.once("dialog", (confirm) => confirm.accept());
+  await dialog.getByRole("button", { name: "Delete" }).click();
+  await expect(dialog).toHaveCount(0);
+  await expect(page.locator(".gallery .count")).toHaveText("1 image");
+
+  await page.reload();
+  await page.locator("input[name=search]").fill(tag);
+  await page.getByRole("button", { name: "Search" }).click();
+  await expect(page.locator(".gallery .count")).toHaveText("1 image");
+  await expect(thumbs.first()).toHaveAttribute("alt", `${tag} red fox`);
+});
+
+test("closing the details keeps the image, and Escape closes them too", async ({ page, request }) => {
+  const tag = `k${Date.now()}`;
+  const res = await request.post("/v1/images/generations", {
+    data: { model: "weightfree-txt2img", prompt: `${tag} <b>bold</b>`, size: "64x64" },
+  });
+  expect(res.ok()).toBeTruthy();
+  await expect.poll(() => galleryTotal(request, tag)).toBe(1);
+  await page.goto("/gallery");
+  await page.locator("input[name=search]").fill(tag);
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.locator(".gallery .grid button").first().click();
+  const dialog = page.getByRole("dialog", { name: "Image details" });
+  // The prompt is shown as text, never as markup.
+  await expect(dialog.locator(".prompt")).toHaveText(`${tag} <b>bold</b>`);
+  await expect(dialog.locator("b")).toHaveCount(0);
+  await dialog.getByRole("button", { name: "Close" }).click();
+  await expect(dialog).toHaveCount(0);
+  await page.locator(".gallery .grid button").first().click();
+  await dialog.focus();
+  await page.keyboard.press("Escape");
+  await expect(dialog).toHaveCount(0);
+  await expect(page.locator(".gallery .count")).toHaveText("1 image");
+});

@@ -1,0 +1,264 @@
+//! The gallery: every image made is kept with how it was made, served, searched, deleted, and
+//! still there after a restart; its server functions need the API key when the server has one.
+
+mod common;
+
+use std::time::Duration;
+
+use app::api::gallery::{GalleryPage, GalleryQuery};
+use common::*;
+use serde_json::{Value, json};
+use server::gallery::Gallery;
+
+fn gallery(h: &Harness) -> &Gallery {
+    h.bridge
+        .state
+        .bridge
+        .gallery
+        .as_ref()
+        .expect("the gallery is on by default")
+}
+
+async fn list(h: &Harness, query: GalleryQuery) -> GalleryPage {
+    gallery(h).list(&query).await.expect("gallery list")
+}
+
+fn all() -> GalleryQuery {
+    GalleryQuery {
+        per_page: 50,
+        ..GalleryQuery::default()
+    }
+}
+
+/// Waits until the gallery holds `n` images: it is written in the background.
+async fn wait_for(h: &Harness, n: u64) -> GalleryPage {
+    for _ in 0..200 {
+        let page = list(h, all()).await;
+        if page.total >= n {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("the gallery never reached {n} images");
+}
+
+#[tokio::test]
+async fn every_image_made_is_kept_with_how_it_was_made() {
+    let h = start().await;
+    let (status, body) = h
+        .generate(
+            json!({"model": MODEL, "prompt": "a red fox", "size": "256x256", "n": 2,
+                         "seed": 41}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let page = wait_for(&h, 2).await;
+    let mut seeds: Vec<&str> = page.items.iter().map(|i| i.seed.as_str()).collect();
+    seeds.sort();
+    assert_eq!(seeds, ["41", "42"]);
+    assert_eq!(page.models, [MODEL]);
+    for item in &page.items {
+        assert_eq!(item.prompt, "a red fox");
+        assert_eq!(item.model, MODEL);
+        assert_eq!((item.width, item.height), (256, 256));
+        assert!(item.duration_ms >= 0);
+        let full = h
+            .http
+            .get(format!("{}{}", h.url, item.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(full.headers()["content-type"], "image/png");
+        let full = full.bytes().await.unwrap();
+        let made = body["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| {
+                d["seed"].as_u64().map(|s| s.to_string()).as_deref() == Some(item.seed.as_str())
+            })
+            .unwrap();
+        assert_eq!(
+            full.to_vec(),
+            decode_b64(made),
+            "the gallery keeps the very image sent"
+        );
+        let thumb = h
+            .http
+            .get(format!("{}{}", h.url, item.thumb_url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(thumb.headers()["content-type"], "image/webp");
+        let (w, hh) = dimensions(&thumb.bytes().await.unwrap());
+        assert!(w <= 384 && hh <= 384 && w > 0, "{w}x{hh}");
+    }
+}
+
+#[tokio::test]
+async fn search_filter_and_pages() {
+    let h = start().await;
+    for (model, prompt) in [
+        (MODEL, "a red fox"),
+        (MODEL, "a blue whale"),
+        (MODEL, "100% _literal_ fox"),
+        ("sdxl", "a fox in snow"),
+    ] {
+        let body = if model == MODEL {
+            json!({"model": model, "prompt": prompt, "size": "64x64"})
+        } else {
+            json!({"model": model, "prompt": prompt, "size": "512x512", "steps": 2})
+        };
+        let (status, _) = h.generate(body).await;
+        assert_eq!(status, 200);
+    }
+    let page = wait_for(&h, 4).await;
+    assert_eq!(page.models, ["sdxl", MODEL]);
+    assert_eq!(page.items[0].prompt, "a fox in snow", "newest first");
+
+    let search = |s: &str| GalleryQuery {
+        search: Some(s.into()),
+        ..all()
+    };
+    assert_eq!(list(&h, search("FOX")).await.total, 3);
+    assert_eq!(
+        list(&h, search("fox red")).await.total,
+        1,
+        "every word, in any order"
+    );
+    assert_eq!(list(&h, search("100%")).await.total, 1);
+    assert_eq!(list(&h, search("_literal_")).await.total, 1);
+    assert_eq!(
+        list(&h, search("%")).await.total,
+        1,
+        "% is a character, not a wildcard"
+    );
+    let foxes_on_sdxl = GalleryQuery {
+        model: Some("sdxl".into()),
+        ..search("fox")
+    };
+    assert_eq!(list(&h, foxes_on_sdxl).await.total, 1);
+
+    let second = list(
+        &h,
+        GalleryQuery {
+            page: 1,
+            per_page: 3,
+            ..GalleryQuery::default()
+        },
+    )
+    .await;
+    assert_eq!(second.total, 4);
+    assert_eq!(second.items.len(), 1);
+    assert_eq!(second.items[0].prompt, "a red fox", "the oldest is last");
+}
+
+#[tokio::test]
+async fn deleting_removes_row_and_files() {
+    let h = start().await;
+    h.generate(json!({"model": MODEL, "prompt": "x", "size": "64x64"}))
+        .await;
+    let item = wait_for(&h, 1).await.items.remove(0);
+    assert!(gallery(&h).delete(&item.id).await.unwrap());
+    assert!(!gallery(&h).delete(&item.id).await.unwrap());
+    assert_eq!(list(&h, all()).await.total, 0);
+    for url in [&item.url, &item.thumb_url] {
+        let res = h.http.get(format!("{}{url}", h.url)).send().await.unwrap();
+        assert_eq!(res.status(), 404);
+    }
+}
+
+#[tokio::test]
+async fn the_gallery_survives_a_restart_and_sweeps_what_a_crash_left() {
+    let h = start().await;
+    h.generate(json!({"model": MODEL, "prompt": "kept", "size": "64x64"}))
+        .await;
+    let before = wait_for(&h, 1).await;
+    let data_dir = h.bridge.state.bridge.config.data_dir.clone();
+    // What a crash between writing a file and its row leaves behind.
+    let stray = data_dir
+        .join("gallery")
+        .join(format!("{}.png", "ab".repeat(16)));
+    std::fs::write(&stray, b"half").unwrap();
+    let tmp = data_dir.join("gallery").join(".cd.png.tmp");
+    std::fs::write(&tmp, b"half").unwrap();
+
+    let reopened = Gallery::open(&data_dir).await.unwrap();
+    let after = reopened.list(&all()).await.unwrap();
+    assert_eq!(after.items, before.items);
+    assert!(!stray.exists() && !tmp.exists());
+    let kept = data_dir
+        .join("gallery")
+        .join(before.items[0].url.trim_start_matches("/gallery/"));
+    assert!(kept.exists());
+}
+
+#[tokio::test]
+async fn paths_outside_the_gallery_are_never_served() {
+    let h = start().await;
+    for path in [
+        "/gallery/..%2Fgallery.db",
+        "/gallery/thumbs/..%2F..%2Fgallery.db",
+        "/gallery/gallery.db",
+        "/gallery/0123456789abcdef0123456789abcdef.txt",
+    ] {
+        let res = h.http.get(format!("{}{path}", h.url)).send().await.unwrap();
+        assert_eq!(res.status(), 404, "{path}");
+    }
+}
+
+async fn call(h: &Harness, endpoint: &str, body: Value) -> (u16, String) {
+    let res = h
+        .http
+        .post(format!("{}/api/{endpoint}", h.url))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (res.status().as_u16(), res.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn the_web_app_needs_the_key_when_the_server_has_one() {
+    let h = start_with(|c| c.api_key = vec!["sk-gallery".into()]).await;
+    let query = json!({"page": 0, "per_page": 10, "search": null, "model": null});
+    let (status, text) = call(&h, "gallery/list", json!({"query": query, "api_key": ""})).await;
+    assert!(status >= 400, "{status} {text}");
+    assert!(text.contains("API key"), "{text}");
+    let (status, text) = call(
+        &h,
+        "gallery/list",
+        json!({"query": query, "api_key": "sk-wrong"}),
+    )
+    .await;
+    assert!(status >= 400, "{status} {text}");
+    let (status, text) = call(
+        &h,
+        "gallery/list",
+        json!({"query": query, "api_key": "sk-gallery"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    let page: GalleryPage = serde_json::from_str(&text).unwrap();
+    assert_eq!(page.total, 0);
+    let (status, text) = call(
+        &h,
+        "gallery/delete",
+        json!({"id": "nope", "api_key": "sk-gallery"}),
+    )
+    .await;
+    assert_eq!((status, text.as_str()), (200, "false"));
+}
+
+#[tokio::test]
+async fn nothing_is_kept_with_the_gallery_off() {
+    let h = start_with(|c| c.gallery = false).await;
+    let (status, _) = h
+        .generate(json!({"model": MODEL, "prompt": "x", "size": "64x64"}))
+        .await;
+    assert_eq!(status, 200);
+    assert!(h.bridge.state.bridge.gallery.is_none());
+    let query = json!({"page": 0, "per_page": 10, "search": null, "model": null});
+    let (status, text) = call(&h, "gallery/list", json!({"query": query, "api_key": ""})).await;
+    assert!(status >= 400 && text.contains("GALLERY"), "{status} {text}");
+}
