@@ -82,3 +82,29 @@ test("closing the details keeps the image, and Escape closes them too", async ({
   await expect(dialog).toHaveCount(0);
   await expect(page.locator(".gallery .count")).toHaveText("1 image");
 });
+
+test("use these settings makes the same image again", async ({ page, request }) => {
+  const tag = `s${Date.now()}`;
+  const prompt = `${tag} a fox & a hen, 100%`;
+  const res = await request.post("/v1/images/generations", {
+    data: { model: "weightfree-txt2img", prompt, size: "256x256", seed: 12345 },
+  });
+  expect(res.ok()).toBeTruthy();
+  const original = (await res.json()).data[0].b64_json;
+  await expect.poll(() => galleryTotal(request, tag)).toBe(1);
+
+  await page.goto("/gallery");
+  await page.locator("input[name=search]").fill(tag);
+  await page.getByRole("button", { name: "Search" }).click();
+  await page.locator(".gallery .grid button").first().click();
+  await page.getByRole("link", { name: "Use these settings" }).click();
+
+  await expect(page).toHaveURL(/\/\?prompt=/);
+  await expect(page.locator("textarea[name=prompt]")).toHaveValue(prompt);
+  await expect(page.locator("input[name=seed]")).toHaveValue("12345");
+  await expect(page.locator("input[name=size]")).toHaveValue("256x256");
+  await expect(page.locator("select[name=model]")).toHaveValue("weightfree-txt2img");
+  await page.getByRole("button", { name: "Generate" }).click();
+  await expect(page.locator(".results figcaption")).toContainText("Done · seed 12345", { timeout: 30_000 });
+  await expect(page.locator(".results img.final")).toHaveAttribute("src", `data:image/png;base64,${original}`);
+});

@@ -3,11 +3,10 @@
 
 use leptos::prelude::*;
 
+use super::key::{store_key, stored_key};
 use crate::api::gallery::{GalleryItem, GalleryPage, GalleryQuery};
 
 const PER_PAGE: u32 = 24;
-/// Where the browser keeps the API key between visits.
-const KEY_STORAGE: &str = "comfyui-bridge.api-key";
 
 #[component]
 pub fn GalleryView() -> impl IntoView {
@@ -242,6 +241,7 @@ fn lightbox(
                 {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
                 <div class="actions">
                     <a class="button" href=item.url.clone() download=file_name>"Download"</a>
+                    <a class="button" href=settings_link(&item)>"Use these settings"</a>
                     <button type="button" class="secondary" on:click=on_copy>
                         {move || if copied.get() { "Copied" } else { "Copy prompt" }}
                     </button>
@@ -253,27 +253,48 @@ fn lightbox(
     }
 }
 
+/// The Generate page with this image's prompt, model, size, seed, steps and CFG filled in.
+fn settings_link(item: &GalleryItem) -> String {
+    let mut pairs = vec![
+        ("prompt", item.prompt.clone()),
+        ("model", item.model.clone()),
+        ("size", format!("{}x{}", item.width, item.height)),
+        ("seed", item.seed.clone()),
+    ];
+    if let Some(n) = &item.negative_prompt {
+        pairs.push(("negative_prompt", n.clone()));
+    }
+    if let Some(steps) = item.steps {
+        pairs.push(("steps", steps.to_string()));
+    }
+    if let Some(cfg) = item.cfg {
+        pairs.push(("cfg", cfg.to_string()));
+    }
+    let query: Vec<String> = pairs
+        .into_iter()
+        .map(|(k, v)| format!("{k}={}", encode_component(&v)))
+        .collect();
+    format!("/?{}", query.join("&"))
+}
+
+/// Percent-encodes everything but unreserved characters, as `encodeURIComponent` does.
+fn encode_component(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 /// The message of a server function's error, without the framework's wording around it.
 fn server_message(text: &str) -> String {
     text.split_once(": ")
         .filter(|(head, _)| head.contains("error"))
         .map_or(text, |(_, rest)| rest)
         .to_string()
-}
-
-#[cfg(feature = "hydrate")]
-fn stored_key() -> String {
-    web_sys::window()
-        .and_then(|w| w.local_storage().ok().flatten())
-        .and_then(|s| s.get_item(KEY_STORAGE).ok().flatten())
-        .unwrap_or_default()
-}
-
-#[cfg(feature = "hydrate")]
-fn store_key(key: &str) {
-    if let Some(storage) = web_sys::window().and_then(|w| w.local_storage().ok().flatten()) {
-        let _ = storage.set_item(KEY_STORAGE, key);
-    }
 }
 
 #[cfg(feature = "hydrate")]
@@ -299,15 +320,6 @@ fn local_time(ms: i64) -> String {
 
 // The server renders the frame only; these run in the browser.
 #[cfg(not(feature = "hydrate"))]
-fn stored_key() -> String {
-    let _ = KEY_STORAGE;
-    String::new()
-}
-
-#[cfg(not(feature = "hydrate"))]
-fn store_key(_key: &str) {}
-
-#[cfg(not(feature = "hydrate"))]
 fn confirm(_question: &str) -> bool {
     false
 }
@@ -318,4 +330,33 @@ fn copy_text(_text: &str) {}
 #[cfg(not(feature = "hydrate"))]
 fn local_time(ms: i64) -> String {
     format!("{ms}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings_travel_in_the_link() {
+        let item = GalleryItem {
+            id: "a".into(),
+            created_at: 0,
+            prompt: "a fox & a hen, 100%".into(),
+            negative_prompt: None,
+            model: "sdxl".into(),
+            width: 512,
+            height: 768,
+            seed: "18446744073709551615".into(),
+            steps: Some(20),
+            cfg: None,
+            duration_ms: 1,
+            url: String::new(),
+            thumb_url: String::new(),
+        };
+        assert_eq!(
+            settings_link(&item),
+            "/?prompt=a%20fox%20%26%20a%20hen%2C%20100%25&model=sdxl&size=512x768\
+             &seed=18446744073709551615&steps=20"
+        );
+    }
 }

@@ -9,20 +9,46 @@ use crate::server_fns::load_overview;
 
 /// The first page: what the bridge is connected to, and a small generator that goes through the
 /// public `/v1/images/generations` endpoint exactly as any OpenAI client would.
+/// Settings to start from, from the address (`/?prompt=…&seed=…`, as the gallery's "Use these
+/// settings" links). Read once, outside the Suspense below: nothing arena-owned is read in it.
+#[derive(Clone, Debug, Default)]
+struct Prefill {
+    prompt: String,
+    negative_prompt: String,
+    model: Option<String>,
+    size: Option<String>,
+    seed: String,
+    steps: String,
+    cfg: String,
+}
+
 #[component]
 pub fn HomePage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map().get_untracked();
+    let param = |k: &str| query.get(k).unwrap_or_default();
+    let prefill = Prefill {
+        prompt: param("prompt"),
+        negative_prompt: param("negative_prompt"),
+        model: query.get("model"),
+        size: query.get("size"),
+        seed: param("seed"),
+        steps: param("steps"),
+        cfg: param("cfg"),
+    };
     let overview = Resource::new(|| (), |_| load_overview());
     view! {
         <Suspense fallback=|| view! { <p class="muted">"Loading bridge status…"</p> }>
-            {move || Suspend::new(async move {
+            {move || {
+                let prefill = prefill.clone();
+                Suspend::new(async move {
                 match overview.await {
                     Ok(o) => view! {
                         <Status overview=o.clone()/>
-                        <Generator auth_required=o.auth_required default_model=o.default_model/>
+                        <Generator auth_required=o.auth_required default_model=o.default_model prefill/>
                     }.into_any(),
                     Err(e) => view! { <p class="error">"Could not load the bridge status: " {e.to_string()}</p> }.into_any(),
                 }
-            })}
+            })}}
         </Suspense>
     }
 }
@@ -101,7 +127,11 @@ type Cancel = futures::channel::oneshot::Sender<()>;
 type Cancel = ();
 
 #[component]
-fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoView {
+fn Generator(
+    auth_required: bool,
+    default_model: Option<String>,
+    prefill: Prefill,
+) -> impl IntoView {
     // Everything here is reference-counted rather than arena-owned: the server renders this
     // view inside a Suspend, and arena values can be disposed between its dry run and its real
     // render. The model list is fetched by the browser only (effects never run on the server),
@@ -114,13 +144,16 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
             leptos::task::spawn_local(async move { models.set(Some(fetch_models().await)) });
         }
     });
-    let prompt = ArcRwSignal::new(String::new());
-    let model = ArcRwSignal::new(default_model.unwrap_or_default());
-    let size = ArcRwSignal::new(String::from("auto"));
+    let prompt = ArcRwSignal::new(prefill.prompt);
+    let negative = ArcRwSignal::new(prefill.negative_prompt);
+    let model = ArcRwSignal::new(prefill.model.or(default_model).unwrap_or_default());
+    let size = ArcRwSignal::new(prefill.size.unwrap_or_else(|| "auto".into()));
     let count = ArcRwSignal::new(1u32);
-    let steps = ArcRwSignal::new(String::new());
-    let cfg = ArcRwSignal::new(String::new());
-    let api_key = ArcRwSignal::new(String::new());
+    let seed = ArcRwSignal::new(prefill.seed);
+    let steps = ArcRwSignal::new(prefill.steps);
+    let cfg = ArcRwSignal::new(prefill.cfg);
+    let advanced_open = !steps.get_untracked().is_empty() || !cfg.get_untracked().is_empty();
+    let api_key = ArcRwSignal::new(super::key::stored_key());
     let run = Run {
         slots: ArcRwSignal::new(Vec::new()),
         running: ArcRwSignal::new(false),
@@ -136,7 +169,15 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
         count.clone(),
     );
     let (prompt_out, size_out, model_sel) = (prompt.clone(), size.clone(), model.clone());
-    let (steps_in, cfg_in) = (steps.clone(), cfg.clone());
+    let (steps_in, cfg_in, steps_out, cfg_out) =
+        (steps.clone(), cfg.clone(), steps.clone(), cfg.clone());
+    let (negative_in, negative_out, seed_in, seed_out, key_out) = (
+        negative.clone(),
+        negative.clone(),
+        seed.clone(),
+        seed.clone(),
+        api_key.clone(),
+    );
     let on_submit = {
         let run = run.clone();
         move |ev: leptos::ev::SubmitEvent| {
@@ -146,6 +187,9 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
                 model: Some(model.get_untracked()).filter(|m| !m.is_empty()),
                 size: Some(size.get_untracked()),
                 n: Some(count.get_untracked()),
+                negative_prompt: Some(negative.get_untracked()).filter(|n| !n.trim().is_empty()),
+                // Blank: a random seed per image. A seed: the same image again (n > 1 counts up).
+                seed: seed.get_untracked().trim().parse().ok(),
                 // Empty or unreadable fields leave the model's own values.
                 steps: steps.get_untracked().trim().parse().ok(),
                 cfg: cfg.get_untracked().trim().parse().ok(),
@@ -180,6 +224,11 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
                         prop:value=move || prompt_out.get()
                         on:input=move |ev| prompt_in.set(event_target_value(&ev))></textarea>
                 </label>
+                <label>"Negative prompt"
+                    <input name="negative_prompt" placeholder="optional"
+                        prop:value=move || negative_out.get()
+                        on:input=move |ev| negative_in.set(event_target_value(&ev))/>
+                </label>
                 <label>"Model"
                     <select name="model" on:change=move |ev| model_in.set(event_target_value(&ev))>
                         {move || models.get().map(|list| match list {
@@ -204,23 +253,38 @@ fn Generator(auth_required: bool, default_model: Option<String>) -> impl IntoVie
                         {(1..=4).map(|i| view! { <option value=i.to_string()>{i}</option> }).collect_view()}
                     </select>
                 </label>
-                <details class="advanced">
+                <label>"Seed"
+                    <input name="seed" inputmode="numeric" placeholder="random"
+                        prop:value=move || seed_out.get()
+                        on:input=move |ev| seed_in.set(event_target_value(&ev))/>
+                </label>
+                <details class="advanced" open=advanced_open>
                     <summary>"Advanced"</summary>
                     <label>"Steps"
                         <input name="steps" type="number" min="1" max="200" placeholder="model default"
+                            prop:value=move || steps_out.get()
                             on:input=move |ev| steps_in.set(event_target_value(&ev))/>
                     </label>
                     <label>"CFG"
                         <input name="cfg" type="number" min="0" max="100" step="0.1" placeholder="model default"
+                            prop:value=move || cfg_out.get()
                             on:input=move |ev| cfg_in.set(event_target_value(&ev))/>
                     </label>
                 </details>
                 <Show when=move || auth_required>
                     <label>"API key"
                         <input name="api_key" type="password" autocomplete="off"
+                            prop:value={
+                                let key = key_out.clone();
+                                move || key.get()
+                            }
                             on:input={
                                 let key = key_in.clone();
-                                move |ev| key.set(event_target_value(&ev))
+                                move |ev| {
+                                    let value = event_target_value(&ev);
+                                    super::key::store_key(&value);
+                                    key.set(value)
+                                }
                             }/>
                     </label>
                 </Show>

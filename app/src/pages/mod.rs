@@ -1,3 +1,4 @@
 pub mod gallery;
 pub mod home;
+mod key;
 pub mod stream;
