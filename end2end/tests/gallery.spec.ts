@@ -102,7 +102,7 @@ test("use these settings makes the same image again", async ({ page, request }) 
   await expect(page).toHaveURL(/\/\?prompt=/);
   await expect(page.locator("textarea[name=prompt]")).toHaveValue(prompt);
   await expect(page.locator("input[name=seed]")).toHaveValue("12345");
-  await expect(page.locator("input[name=size]")).toHaveValue("256x256");
+  await expect(page.locator("select[name=size]")).toHaveValue("256x256");
   await expect(page.locator("select[name=model]")).toHaveValue("weightfree-txt2img");
   await page.getByRole("button", { name: "Generate" }).click();
   await expect(page.locator(".results figcaption")).toContainText("Done · seed 12345", { timeout: 30_000 });

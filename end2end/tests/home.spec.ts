@@ -1,5 +1,21 @@
 import { expect, test } from "@playwright/test";
 
+test("sizes are the chosen model's, grouped and labelled", async ({ page }) => {
+  await page.goto("/");
+  const model = page.locator("select[name=model]");
+  await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
+  await model.selectOption("sdxl");
+  const size = page.locator("select[name=size]");
+  await expect(size.locator("optgroup")).toHaveCount(3);
+  await expect(size.locator("optgroup[label='Small (fast)'] option").first()).toHaveText("512x512 (square)");
+  await expect(size.locator("option[value='1344x768']")).toHaveText("1344x768 (landscape 7:4)");
+  await size.selectOption("1344x768");
+  // A size the next model does not offer falls back to that model's default.
+  await model.selectOption("weightfree-txt2img");
+  await expect(size).toHaveValue("auto");
+  await expect(size.locator("option[value=auto]")).toHaveText("Model default (512x512)");
+});
+
 test("the home page shows the demo backend and generates an image", async ({ page }) => {
   await page.goto("/");
   await expect(page.getByRole("heading", { name: "ComfyUI API Bridge" })).toBeVisible();
@@ -10,7 +26,7 @@ test("the home page shows the demo backend and generates an image", async ({ pag
   const model = page.locator("select[name=model]");
   await expect(model.locator("option[value=weightfree-txt2img]")).toHaveCount(1);
   await model.selectOption("weightfree-txt2img");
-  await page.locator("input[name=size]").fill("256x256");
+  await page.locator("select[name=size]").selectOption("256x256");
   await page.locator("textarea[name=prompt]").fill("a <b>bold</b> fox");
   await page.getByRole("button", { name: "Generate" }).click();
 
@@ -29,7 +45,7 @@ test("each image shows its progress and previews while it is made", async ({ pag
   const model = page.locator("select[name=model]");
   await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
   await model.selectOption("sdxl");
-  await page.locator("input[name=size]").fill("512x512");
+  await page.locator("select[name=size]").selectOption("512x512");
   await page.locator("select[name=n]").selectOption("2");
   await page.locator("summary", { hasText: "Advanced" }).click();
   await page.locator("input[name=steps]").fill("12");
@@ -64,7 +80,7 @@ test("cancel stops the job in ComfyUI", async ({ page, request }) => {
   const model = page.locator("select[name=model]");
   await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
   await model.selectOption("sdxl");
-  await page.locator("input[name=size]").fill("512x512");
+  await page.locator("select[name=size]").selectOption("512x512");
   await page.locator("summary", { hasText: "Advanced" }).click();
   await page.locator("input[name=steps]").fill("200");
   await page.locator("textarea[name=prompt]").fill("a very long job");
@@ -88,8 +104,11 @@ test("errors are shown in the envelope's words", async ({ page }) => {
   const model = page.locator("select[name=model]");
   await expect(model.locator("option[value=weightfree-txt2img]")).toHaveCount(1);
   await model.selectOption("weightfree-txt2img");
-  await page.locator("input[name=size]").fill("999x999");
+  // This workflow has no negative prompt; the server says so, and the page shows its words.
+  await page.locator("input[name=negative_prompt]").fill("blurry");
   await page.locator("textarea[name=prompt]").fill("x");
   await page.getByRole("button", { name: "Generate" }).click();
-  await expect(page.getByRole("alert")).toContainText("Invalid value for 'size': '999x999'");
+  await expect(page.getByRole("alert")).toContainText(
+    "Model 'weightfree-txt2img' does not take 'negative_prompt'",
+  );
 });

@@ -169,6 +169,8 @@ fn Generator(
         count.clone(),
     );
     let (prompt_out, size_out, model_sel) = (prompt.clone(), size.clone(), model.clone());
+    let (model_track, size_sel) = (model.clone(), size.clone());
+    let (models_change, models_sizes) = (models.clone(), models.clone());
     let (steps_in, cfg_in, steps_out, cfg_out) =
         (steps.clone(), cfg.clone(), steps.clone(), cfg.clone());
     let (negative_in, negative_out, seed_in, seed_out, key_out) = (
@@ -230,7 +232,20 @@ fn Generator(
                         on:input=move |ev| negative_in.set(event_target_value(&ev))/>
                 </label>
                 <label>"Model"
-                    <select name="model" on:change=move |ev| model_in.set(event_target_value(&ev))>
+                    <select name="model" on:change={
+                        let (models, size) = (models_change, size_in.clone());
+                        move |ev| {
+                            let chosen = event_target_value(&ev);
+                            // A size the new model does not offer falls back to its default.
+                            let offered = models.get_untracked().and_then(Result::ok).is_some_and(|l| {
+                                l.data.iter().any(|m| m.id == chosen && m.sizes.contains(&size.get_untracked()))
+                            });
+                            if !offered {
+                                size.set("auto".into());
+                            }
+                            model_in.set(chosen);
+                        }
+                    }>
                         {move || models.get().map(|list| match list {
                             Ok(list) => list.data.into_iter()
                                 .filter(|m| m.kind.is_none() || m.kind == Some(ModelKind::Txt2Img))
@@ -243,8 +258,39 @@ fn Generator(
                     </select>
                 </label>
                 <label>"Size"
-                    <input name="size" prop:value=move || size_out.get()
-                        on:input=move |ev| size_in.set(event_target_value(&ev))/>
+                    <select name="size" prop:value=move || size_out.get()
+                        on:change={
+                            let size = size_in.clone();
+                            move |ev| size.set(event_target_value(&ev))
+                        }>
+                        {
+                            let (models, chosen, size) = (models_sizes, model_track.clone(), size_sel.clone());
+                            move || {
+                                let id = chosen.get();
+                                let model = models.get().and_then(Result::ok)
+                                    .and_then(|l| l.data.into_iter().find(|m| m.id == id));
+                                let current = size.get_untracked();
+                                let default = model.as_ref().and_then(|m| m.default_size.clone());
+                                let groups = super::sizes::groups(model.as_ref().map_or(&[][..], |m| &m.sizes));
+                                view! {
+                                    <option value="auto" selected={current == "auto"}>
+                                        {match default {
+                                            Some(d) => format!("Model default ({d})"),
+                                            None => "Model default".to_string(),
+                                        }}
+                                    </option>
+                                    {groups.into_iter().map(|g| view! {
+                                        <optgroup label=g.label>
+                                            {g.sizes.into_iter().map(|(value, label)| {
+                                                let selected = value == current;
+                                                view! { <option value=value selected=selected>{label}</option> }
+                                            }).collect_view()}
+                                        </optgroup>
+                                    }).collect_view()}
+                                }
+                            }
+                        }
+                    </select>
                 </label>
                 <label>"Images"
                     <select name="n" on:change=move |ev| {

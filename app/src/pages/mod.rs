@@ -1,4 +1,5 @@
 pub mod gallery;
 pub mod home;
 mod key;
+mod sizes;
 pub mod stream;
