@@ -1,4 +1,6 @@
 //! The browser entry point: hydrates the server-rendered app.
+// The web app's views are deeply nested types; the default limit is too low for them.
+#![recursion_limit = "256"]
 
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {

@@ -1,4 +1,6 @@
 //! The bridge server: OpenAI's image API in front of ComfyUI, and the web app, on one host.
+// The web app's views are deeply nested types; the default limit is too low for them.
+#![recursion_limit = "256"]
 
 pub mod comfy;
 pub mod config;
