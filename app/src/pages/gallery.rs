@@ -12,9 +12,13 @@ const PER_PAGE: u32 = 24;
 pub fn GalleryView() -> impl IntoView {
     // Reference-counted state, loaded by the browser only: server rendering shows the frame and
     // never waits on (or loses) gallery data.
+    // The search form also works before the page is hydrated, as a plain GET of
+    // `/gallery?search=…`; the address is read once, here, outside any Suspense.
+    let address = leptos_router::hooks::use_query_map().get_untracked();
+    let initial_search = address.get("search").unwrap_or_default();
     let page = ArcRwSignal::new(0u32);
-    let search = ArcRwSignal::new(String::new());
-    let model = ArcRwSignal::new(String::new());
+    let search = ArcRwSignal::new(initial_search.clone());
+    let model = ArcRwSignal::new(address.get("model").unwrap_or_default());
     let api_key = ArcRwSignal::new(stored_key());
     let data = ArcRwSignal::<Option<Result<GalleryPage, String>>>::new(None);
     let open = ArcRwSignal::<Option<GalleryItem>>::new(None);
@@ -47,7 +51,7 @@ pub fn GalleryView() -> impl IntoView {
         }
     });
 
-    let search_box = ArcRwSignal::new(String::new());
+    let search_box = ArcRwSignal::new(initial_search.clone());
     let on_search = {
         let (search, search_box, page) = (search.clone(), search_box.clone(), page.clone());
         move |ev: leptos::ev::SubmitEvent| {
@@ -80,8 +84,8 @@ pub fn GalleryView() -> impl IntoView {
         <section class="card gallery">
             <h2>"Gallery"</h2>
             <div class="toolbar">
-                <form class="search" role="search" on:submit=on_search>
-                    <input name="search" type="search" placeholder="Search prompts"
+                <form class="search" role="search" method="get" on:submit=on_search>
+                    <input name="search" type="search" placeholder="Search prompts" value=initial_search
                         on:input={
                             let b = search_box.clone();
                             move |ev| b.set(event_target_value(&ev))
