@@ -193,7 +193,6 @@ async fn run_all(
 
 /// Adds finished images to the gallery in the background: the client does not wait for it.
 fn keep(gallery: &Gallery, job: &Generation, images: &[Generated], took: std::time::Duration) {
-    let gallery = gallery.clone();
     let created_at = crate::gallery::now_ms();
     let new: Vec<NewImage> = images
         .iter()
@@ -209,13 +208,15 @@ fn keep(gallery: &Gallery, job: &Generation, images: &[Generated], took: std::ti
             created_at,
         })
         .collect();
-    tokio::spawn(async move {
-        for image in new {
+    // One task per image: each writes its file at once and lets go of the bytes.
+    for image in new {
+        let gallery = gallery.clone();
+        tokio::spawn(async move {
             if let Err(e) = gallery.add(image).await {
                 tracing::warn!(error = %e, "could not keep an image in the gallery");
             }
-        }
-    });
+        });
+    }
 }
 
 /// The files one request's jobs read.

@@ -7,6 +7,7 @@ mod files;
 
 use std::{
     path::{Path, PathBuf},
+    sync::Arc,
     time::Duration,
 };
 
@@ -16,6 +17,7 @@ use sqlx::{
     QueryBuilder, Row, Sqlite, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow},
 };
+use tokio::sync::Semaphore;
 
 pub use files::{THUMB_EDGE, thumbnail};
 
@@ -41,6 +43,9 @@ pub struct NewImage {
 pub struct Gallery {
     pool: SqlitePool,
     dir: PathBuf,
+    /// One image is written at a time: a thumbnail decodes the whole image, and a burst of
+    /// requests decoding at once would hold them all in memory and crowd out the replies.
+    writing: Arc<Semaphore>,
 }
 
 impl Gallery {
@@ -59,23 +64,35 @@ impl Gallery {
             .connect_with(options)
             .await?;
         sqlx::migrate!("./migrations").run(&pool).await?;
-        let gallery = Gallery { pool, dir };
+        let gallery = Gallery {
+            pool,
+            dir,
+            writing: Arc::new(Semaphore::new(1)),
+        };
         gallery.remove_orphans().await?;
         Ok(gallery)
     }
 
     /// Stores an image, its thumbnail and its row; returns its id.
-    pub async fn add(&self, image: NewImage) -> anyhow::Result<String> {
+    pub async fn add(&self, mut image: NewImage) -> anyhow::Result<String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let format = files::extension(&image.data);
         let file = format!("{id}.{format}");
         let thumb = format!("{id}.webp");
-        let (thumb_data, width, height) = {
-            let data = image.data.clone();
-            tokio::task::spawn_blocking(move || thumbnail(&data)).await??
-        };
-        files::write_whole(&self.dir.join(&file), &image.data).await?;
+        let path = self.dir.join(&file);
+        files::write_whole(&path, &image.data).await?;
+        let bytes = image.data.len();
+        // On disk now: the bytes are not needed while this image waits for its thumbnail.
+        image.data = Bytes::new();
         let written = async {
+            // Thumbnails are made one at a time, from the file just written: images waiting
+            // for their turn are not held in memory, and a burst of requests does not crowd
+            // the replies out of the CPU.
+            let _turn = self.writing.acquire().await?;
+            let (thumb_data, width, height) = {
+                let path = path.clone();
+                tokio::task::spawn_blocking(move || thumbnail(&std::fs::read(&path)?)).await??
+            };
             files::write_whole(&self.dir.join("thumbs").join(&thumb), &thumb_data).await?;
             sqlx::query(
                 "INSERT INTO gallery_images (id, created_at, prompt, negative_prompt, model, \
@@ -95,7 +112,7 @@ impl Gallery {
             .bind(image.duration.as_millis() as i64)
             .bind(&file)
             .bind(&thumb)
-            .bind(image.data.len() as i64)
+            .bind(bytes as i64)
             .execute(&self.pool)
             .await?;
             Ok::<_, anyhow::Error>(())
