@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use app::api::{
     chat::{
-        AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Choice,
-        ChunkChoice, ContentPart, Delta, MessageContent, Usage,
+        AssistantMessage, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage,
+        Choice, ChunkChoice, ContentPart, Delta, MessageContent, Usage,
     },
     images::{ImageGenerationRequest, ImageInput},
 };
@@ -89,6 +89,12 @@ pub async fn completions(
         (job, Inputs::default())
     };
 
+    let streamed = req.stream == Some(true);
+    let include_usage = req
+        .stream_options
+        .as_ref()
+        .and_then(|o| o.include_usage)
+        .unwrap_or(false);
     let reply = Reply {
         id: format!("chatcmpl-{}", uuid::Uuid::new_v4().simple()),
         created: now_secs(),
@@ -97,15 +103,10 @@ pub async fn completions(
             ChatImages::Url => Some(public_base(&bridge.config.public_url, &headers)),
             ChatImages::Data => None,
         },
-        prompt_tokens: tokens::conversation(&req.messages).await?,
+        messages: req.messages,
         edit,
     };
-    if req.stream == Some(true) {
-        let include_usage = req
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
+    if streamed {
         return Ok(stream(
             state.bridge.clone(),
             reply,
@@ -118,7 +119,7 @@ pub async fn completions(
     let images = jobs::generate(bridge, &job, &inputs).await?;
     drop(inputs);
     let answer = reply.answer(bridge, &job, images).await?;
-    let usage = Usage::new(reply.prompt_tokens, tokens::count(answer.counted).await?);
+    let usage = reply.usage(answer.counted).await?;
     Ok(Json(ChatCompletion {
         id: reply.id,
         object: "chat.completion".into(),
@@ -225,7 +226,9 @@ struct Reply {
     model: String,
     /// Base URL for image links; `None` for inline `data:` URLs.
     links: Option<String>,
-    prompt_tokens: u64,
+    /// Counted for usage only once the images are made: the first chat request loads the
+    /// tokenizer, which must not hold back the start of a stream.
+    messages: Vec<ChatMessage>,
     edit: bool,
 }
 
@@ -237,6 +240,14 @@ struct Answer {
 }
 
 impl Reply {
+    /// Prompt tokens of the conversation, and completion tokens of the answer's text.
+    async fn usage(&self, answer_text: String) -> Result<Usage, ApiError> {
+        Ok(Usage::new(
+            tokens::conversation(&self.messages).await?,
+            tokens::count(answer_text).await?,
+        ))
+    }
+
     async fn answer(
         &self,
         bridge: &Bridge,
@@ -400,7 +411,6 @@ async fn stream_answer(
     drop(run);
 
     let answer = reply.answer(bridge, job, images).await?;
-    let completion_tokens = tokens::count(answer.counted).await?;
     for part in answer.parts {
         let delta = Delta {
             content: Some(part),
@@ -410,7 +420,7 @@ async fn stream_answer(
             .json(None, &reply.chunk(include_usage, delta, None))
             .await;
     }
-    Ok(Usage::new(reply.prompt_tokens, completion_tokens))
+    reply.usage(answer.counted).await
 }
 
 #[cfg(test)]

@@ -88,7 +88,7 @@ async fn run(
         if options.progress
             && let Some(p) = progress_event(options.kind, index, &update)
         {
-            events.json(Some(&p.kind.clone()), &p).await;
+            events.json(Some(&p.kind), &p).await;
         }
         match update {
             JobUpdate::Progress { value, max, .. } => schedule.progress(index, value, max),
@@ -104,7 +104,7 @@ async fn run(
                     partial_image_index: Some(n),
                     ..event("partial_image", index, b64)
                 };
-                events.json(Some(&partial.kind.clone()), &partial).await;
+                events.json(Some(&partial.kind), &partial).await;
             }
             _ => {}
         }
@@ -127,7 +127,7 @@ async fn run(
             seed: options.progress.then_some(image.seed),
             ..event("completed", index, b64)
         };
-        if !events.json(Some(&completed.kind.clone()), &completed).await {
+        if !events.json(Some(&completed.kind), &completed).await {
             break;
         }
     }
