@@ -1,25 +1,14 @@
 """The official OpenAI Python SDK against a running bridge (demo backend): what a user's script does."""
 
 import base64
-import os
-import struct
 import urllib.request
 
 import openai
 import pytest
 
-BASE_URL = os.environ["BRIDGE_URL"]
+from support import BASE_URL, png_size
+
 MODEL = "weightfree-txt2img"
-
-
-@pytest.fixture
-def client():
-    return openai.OpenAI(base_url=f"{BASE_URL}/v1", api_key="sk-anything", max_retries=0)
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return struct.unpack(">II", data[16:24])
 
 
 def test_generate_b64_json(client):

@@ -2,38 +2,17 @@
 script or a chat client's backend calls them."""
 
 import base64
-import os
 import re
-import struct
-import zlib
 
 import openai
 import pytest
 
-BASE_URL = os.environ["BRIDGE_URL"]
+from support import png, png_size
+
 TXT2IMG = "weightfree-txt2img"
 SAMPLER = "sdxl"  # a workflow with a sampler: it reports steps and preview frames
 
 DATA_URL_IMAGE = re.compile(r"!\[([^\]]*)\]\(data:image/png;base64,([A-Za-z0-9+/=]+)\)")
-
-
-@pytest.fixture
-def client():
-    return openai.OpenAI(base_url=f"{BASE_URL}/v1", api_key="sk-anything", max_retries=0)
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
-    return struct.unpack(">II", data[16:24])
-
-
-def solid_png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    rows = b"".join(b"\x00" + bytes(rgb) * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
 
 
 def images_in(content: str) -> list[bytes]:
@@ -158,7 +137,7 @@ def test_images_generate_stream_with_partials(client):
 
 def test_images_edit_stream(client, tmp_path):
     red = tmp_path / "red.png"
-    red.write_bytes(solid_png(32, 32, (200, 30, 30)))
+    red.write_bytes(png(32, 32, lambda x, y: (200, 30, 30, 255)))
     stream = client.images.edit(
         model="sdxl-img2img",
         image=red.open("rb"),

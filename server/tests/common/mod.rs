@@ -42,6 +42,14 @@ pub async fn start_with(tune: impl FnOnce(&mut Config)) -> Harness {
     start_full(sim::SimConfig::default(), tune).await
 }
 
+/// A simulator that takes `step` per node and sampler step, for jobs that last a while.
+pub fn slow_sim(step: Duration) -> sim::SimConfig {
+    sim::SimConfig {
+        step_delay: step,
+        ..sim::SimConfig::default()
+    }
+}
+
 /// As `start_with`, with the simulator configured too.
 pub async fn start_full(sim_config: sim::SimConfig, tune: impl FnOnce(&mut Config)) -> Harness {
     let _ = tracing_subscriber::fmt()
@@ -398,4 +406,19 @@ pub async fn read_until(res: &mut reqwest::Response, needle: &str) -> String {
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
     seen
+}
+
+impl Harness {
+    /// Starts a streamed request, reads until `needle` shows the job is sampling, closes the
+    /// connection, and checks that the bridge cancelled the job in ComfyUI.
+    pub async fn close_mid_stream(&self, path: &str, body: Value, needle: &str) {
+        let mut res = self.post_stream(path, body).await;
+        read_until(&mut res, needle).await;
+        assert!(self.sim.sim.running_id().is_some());
+        drop(res);
+        assert!(
+            self.wait_until_idle(Duration::from_secs(5)).await,
+            "the job kept running after the client left"
+        );
+    }
 }
