@@ -5,7 +5,7 @@ use leptos_router::{
     components::{A, Route, Router, Routes},
 };
 
-use crate::pages::{gallery::GalleryView, home::HomePage};
+use crate::pages::{edit::EditPage, gallery::GalleryView, home::HomePage};
 
 /// The whole HTML document, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -39,12 +39,14 @@ pub fn App() -> impl IntoView {
                 <h1>"ComfyUI API Bridge"</h1>
                 <nav aria-label="Pages">
                     <A href="/">"Generate"</A>
+                    <A href="/edit">"Edit"</A>
                     <A href="/gallery">"Gallery"</A>
                 </nav>
             </header>
             <main>
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
+                    <Route path=StaticSegment("edit") view=EditPage/>
                     <Route path=StaticSegment("gallery") view=GalleryView/>
                 </Routes>
             </main>

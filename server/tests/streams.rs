@@ -182,33 +182,57 @@ async fn the_queue_position_counts_the_jobs_ahead() {
     assert_eq!(events[0]["queue_position"], 1);
 }
 
-#[tokio::test]
-async fn an_edit_streams_image_edit_events() {
-    let h = start().await;
-    let f = Form::new()
+/// A streamed multipart edit of a small red picture on `sdxl-img2img`, with `fields` added.
+async fn stream_edit(h: &Harness, fields: &[(&str, &str)]) -> reqwest::Response {
+    let mut f = Form::new()
         .text("model", "sdxl-img2img")
         .text("prompt", "oil painting")
-        .text("size", "512x512")
-        .text("steps", "6")
-        .text("stream", "true")
-        .text("partial_images", "1")
-        .part(
-            "image",
-            file_part(png(64, 64, [200, 30, 30, 255], false), "a.png"),
-        );
-    let res = h
-        .http
+        .text("stream", "true");
+    for (name, value) in fields {
+        f = f.text(name.to_string(), value.to_string());
+    }
+    let f = f.part(
+        "image",
+        file_part(png(64, 64, [200, 30, 30, 255], false), "a.png"),
+    );
+    h.http
         .post(format!("{}/v1/images/edits", h.url))
         .multipart(f)
         .send()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test]
+async fn an_edit_streams_image_edit_events() {
+    let h = start().await;
+    let res = stream_edit(
+        &h,
+        &[("size", "512x512"), ("steps", "6"), ("partial_images", "1")],
+    )
+    .await;
     let events = image_events(&read_sse(assert_stream(res).await).await, "image_edit.");
     assert_eq!(
         kinds(&events),
         ["image_edit.partial_image", "image_edit.completed"]
     );
     assert_eq!(dimensions(&image_of(&events[1])), (512, 512));
+}
+
+/// The web app's Edit page sends its form this way: progress asked for as form text.
+#[tokio::test]
+async fn a_form_edit_can_ask_for_progress_events() {
+    let h = start().await;
+    let res = stream_edit(&h, &[("steps", "4"), ("stream_progress", "true")]).await;
+    let events = image_events(&read_sse(assert_stream(res).await).await, "image_edit.");
+    let steps: Vec<_> = events
+        .iter()
+        .filter(|e| e["status"] == "sampling")
+        .map(|e| e["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4]);
+    assert_eq!(events.last().unwrap()["type"], "image_edit.completed");
+    assert_eq!(events.last().unwrap()["image_index"], 0);
 }
 
 #[tokio::test]

@@ -246,6 +246,7 @@ fn lightbox(
                 <div class="actions">
                     <a class="button" href=item.url.clone() download=file_name>"Download"</a>
                     <a class="button" href=settings_link(&item)>"Use these settings"</a>
+                    <a class="button" href=edit_link(&item)>"Edit this image"</a>
                     <button type="button" class="secondary" on:click=on_copy>
                         {move || if copied.get() { "Copied" } else { "Copy prompt" }}
                     </button>
@@ -279,6 +280,15 @@ fn settings_link(item: &GalleryItem) -> String {
         .map(|(k, v)| format!("{k}={}", encode_component(&v)))
         .collect();
     format!("/?{}", query.join("&"))
+}
+
+/// The Edit page with this image loaded and its prompt to start from.
+fn edit_link(item: &GalleryItem) -> String {
+    format!(
+        "/edit?image={}&prompt={}",
+        encode_component(&item.url),
+        encode_component(&item.prompt)
+    )
 }
 
 /// Percent-encodes everything but unreserved characters, as `encodeURIComponent` does.

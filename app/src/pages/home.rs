@@ -1,10 +1,7 @@
 use leptos::prelude::*;
 
-use crate::api::{
-    error::ErrorEnvelope,
-    images::ImageGenerationRequest,
-    models::{ModelKind, ModelList},
-};
+use super::{fetch::model_list, results::Run, stream::Body};
+use crate::api::{images::ImageGenerationRequest, models::ModelKind};
 use crate::server_fns::load_overview;
 
 /// The first page: what the bridge is connected to, and a small generator that goes through the
@@ -87,45 +84,6 @@ fn Status(overview: crate::server_fns::BridgeOverview) -> impl IntoView {
     }
 }
 
-/// What the page shows for one image while it is made.
-#[derive(Clone)]
-struct Slot {
-    status: ArcRwSignal<String>,
-    step: ArcRwSignal<Option<(u64, u64)>>,
-    preview: ArcRwSignal<Option<String>>,
-    image: ArcRwSignal<Option<String>>,
-    seed: ArcRwSignal<Option<u64>>,
-}
-
-impl Slot {
-    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-    fn new() -> Slot {
-        Slot {
-            status: ArcRwSignal::new("Sending…".into()),
-            step: ArcRwSignal::new(None),
-            preview: ArcRwSignal::new(None),
-            image: ArcRwSignal::new(None),
-            seed: ArcRwSignal::new(None),
-        }
-    }
-}
-
-/// The state of the generator, shared by the form, the results and the running request.
-#[derive(Clone)]
-struct Run {
-    slots: ArcRwSignal<Vec<Slot>>,
-    running: ArcRwSignal<bool>,
-    error: ArcRwSignal<Option<String>>,
-    /// The prompt the shown images were made from, their alt text.
-    prompt: ArcRwSignal<String>,
-    cancel: ArcRwSignal<Option<Cancel>>,
-}
-
-#[cfg(feature = "hydrate")]
-type Cancel = futures::channel::oneshot::Sender<()>;
-#[cfg(not(feature = "hydrate"))]
-type Cancel = ();
-
 #[component]
 fn Generator(
     auth_required: bool,
@@ -136,14 +94,7 @@ fn Generator(
     // view inside a Suspend, and arena values can be disposed between its dry run and its real
     // render. The model list is fetched by the browser only (effects never run on the server),
     // so server rendering never waits on it.
-    let models = ArcRwSignal::<Option<Result<ModelList, String>>>::new(None);
-    Effect::new({
-        let models = models.clone();
-        move |_| {
-            let models = models.clone();
-            leptos::task::spawn_local(async move { models.set(Some(fetch_models().await)) });
-        }
-    });
+    let models = model_list();
     let prompt = ArcRwSignal::new(prefill.prompt);
     let negative = ArcRwSignal::new(prefill.negative_prompt);
     let model = ArcRwSignal::new(prefill.model.or(default_model).unwrap_or_default());
@@ -154,13 +105,7 @@ fn Generator(
     let cfg = ArcRwSignal::new(prefill.cfg);
     let advanced_open = !steps.get_untracked().is_empty() || !cfg.get_untracked().is_empty();
     let api_key = ArcRwSignal::new(super::key::stored_key());
-    let run = Run {
-        slots: ArcRwSignal::new(Vec::new()),
-        running: ArcRwSignal::new(false),
-        error: ArcRwSignal::new(None),
-        prompt: ArcRwSignal::new(String::new()),
-        cancel: ArcRwSignal::new(None),
-    };
+    let run = Run::new();
     let (prompt_in, model_in, size_in, key_in, count_in) = (
         prompt.clone(),
         model.clone(),
@@ -173,10 +118,9 @@ fn Generator(
     let (models_change, models_sizes) = (models.clone(), models.clone());
     let (steps_in, cfg_in, steps_out, cfg_out) =
         (steps.clone(), cfg.clone(), steps.clone(), cfg.clone());
-    let (negative_in, negative_out, seed_in, seed_out, key_out) = (
+    let (negative_in, negative_out, seed_in, key_out) = (
         negative.clone(),
         negative.clone(),
-        seed.clone(),
         seed.clone(),
         api_key.clone(),
     );
@@ -200,23 +144,16 @@ fn Generator(
                 stream_progress: Some(true),
                 ..Default::default()
             };
-            start(&run, request, api_key.get_untracked());
+            let (images, shown) = (request.n.unwrap_or(1), request.prompt.clone());
+            super::results::start(
+                &run,
+                Body::Generate(Box::new(request)),
+                images,
+                shown,
+                api_key.get_untracked(),
+            );
         }
     };
-    let on_cancel = {
-        let cancel = run.cancel.clone();
-        move |_| {
-            // Dropping the sender is enough: the running request sees it and aborts.
-            cancel.set(None);
-        }
-    };
-    let (busy, running, error, slots, shown) = (
-        run.running.clone(),
-        run.running.clone(),
-        run.error.clone(),
-        run.slots.clone(),
-        run.prompt.clone(),
-    );
     view! {
         <section class="card">
             <h2>"Generate"</h2>
@@ -292,18 +229,7 @@ fn Generator(
                         }
                     </select>
                 </label>
-                <label>"Images"
-                    <select name="n" on:change=move |ev| {
-                        count_in.set(event_target_value(&ev).parse().unwrap_or(1))
-                    }>
-                        {(1..=4).map(|i| view! { <option value=i.to_string()>{i}</option> }).collect_view()}
-                    </select>
-                </label>
-                <label>"Seed"
-                    <input name="seed" inputmode="numeric" placeholder="random"
-                        prop:value=move || seed_out.get()
-                        on:input=move |ev| seed_in.set(event_target_value(&ev))/>
-                </label>
+                {super::results::count_and_seed(count_in, seed_in)}
                 <details class="advanced" open=advanced_open>
                     <summary>"Advanced"</summary>
                     <label>"Steps"
@@ -334,178 +260,9 @@ fn Generator(
                             }/>
                     </label>
                 </Show>
-                <div class="actions">
-                    <button type="submit" disabled=move || busy.get()>
-                        {move || if running.get() { "Generating…" } else { "Generate" }}
-                    </button>
-                    <Show when={
-                        let running = run.running.clone();
-                        move || running.get()
-                    }>
-                        <button type="button" class="secondary" on:click=on_cancel.clone()>"Cancel"</button>
-                    </Show>
-                </div>
+                {run.actions("Generate", "Generating…")}
             </form>
-            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
-            <div class="results">
-                {move || {
-                    let alt = shown.get();
-                    slots.get().into_iter().map(|slot| slot_view(slot, alt.clone())).collect_view()
-                }}
-            </div>
+            {run.view()}
         </section>
     }
-}
-
-fn slot_view(slot: Slot, alt: String) -> impl IntoView {
-    let Slot {
-        status,
-        step,
-        preview,
-        image,
-        seed,
-    } = slot;
-    let step_value = step.clone();
-    view! {
-        <figure class="slot">
-            <div class="frame">
-                {move || match (image.get(), preview.get()) {
-                    (Some(src), _) => view! { <img class="final" src=src alt=alt.clone()/> }.into_any(),
-                    (None, Some(src)) => view! { <img class="preview" src=src alt="preview"/> }.into_any(),
-                    (None, None) => view! { <div class="placeholder"></div> }.into_any(),
-                }}
-            </div>
-            <progress
-                max=move || step.get().map_or(1, |(_, of)| of.max(1)).to_string()
-                value=move || step_value.get().map_or(0, |(at, _)| at).to_string()></progress>
-            <figcaption>
-                <span class="status">{move || status.get()}</span>
-                {move || seed.get().map(|s| format!(" · seed {s}"))}
-            </figcaption>
-        </figure>
-    }
-}
-
-/// Starts a streamed generation: one slot per image, filled in as events arrive.
-#[cfg(feature = "hydrate")]
-fn start(run: &Run, request: ImageGenerationRequest, api_key: String) {
-    use super::stream::{self, Outcome, Update};
-
-    let slots: Vec<Slot> = (0..request.n.unwrap_or(1)).map(|_| Slot::new()).collect();
-    run.slots.set(slots.clone());
-    run.error.set(None);
-    run.prompt.set(request.prompt.clone());
-    run.running.set(true);
-    let (tx, rx) = futures::channel::oneshot::channel();
-    run.cancel.set(Some(tx));
-    let run = run.clone();
-    leptos::task::spawn_local(async move {
-        let error = run.error.clone();
-        let apply = |update: Update| {
-            let slot = |i: usize| slots.get(i);
-            match update {
-                Update::Queued { index, ahead } => {
-                    if let Some(s) = slot(index) {
-                        s.status.set(match ahead {
-                            Some(n) if n > 0 => format!("Queued, {n} ahead"),
-                            _ => "Queued".into(),
-                        });
-                    }
-                }
-                Update::Running { index } => {
-                    if let Some(s) = slot(index) {
-                        s.status.set("Running".into());
-                    }
-                }
-                Update::Step { index, step, steps } => {
-                    if let Some(s) = slot(index) {
-                        s.status.set(format!("Step {step} of {steps}"));
-                        s.step.set(Some((step, steps)));
-                    }
-                }
-                Update::Partial { index, data_url } => {
-                    if let Some(s) = slot(index) {
-                        s.preview.set(Some(data_url));
-                    }
-                }
-                Update::Done {
-                    index,
-                    data_url,
-                    seed,
-                } => {
-                    if let Some(s) = slot(index) {
-                        s.image.set(Some(data_url));
-                        s.seed.set(seed);
-                        s.status.set("Done".into());
-                        s.step.update(|st| *st = st.map(|(_, of)| (of, of)));
-                    }
-                }
-                Update::Failed(message) => error.set(Some(message)),
-            }
-        };
-        let outcome = stream::run(&request, &api_key, rx, apply).await;
-        let unfinished = |text: &str| {
-            for s in &slots {
-                if s.image.get_untracked().is_none() {
-                    s.status.set(text.into());
-                }
-            }
-        };
-        match outcome {
-            Ok(Outcome::Cancelled) => unfinished("Cancelled"),
-            Ok(Outcome::Finished) => {
-                if run.error.get_untracked().is_some() {
-                    unfinished("Failed");
-                }
-            }
-            Err(e) => {
-                unfinished("Failed");
-                run.error.set(Some(e));
-            }
-        }
-        run.running.set(false);
-        run.cancel.set(None);
-    });
-}
-
-// The server renders the page but never submits the form: that only happens after hydration.
-#[cfg(not(feature = "hydrate"))]
-fn start(run: &Run, request: ImageGenerationRequest, api_key: String) {
-    let _ = (run, request, api_key);
-}
-
-/// Turns a failed response's body into the words a person should read: the envelope's message.
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-pub(super) fn error_text(status: u16, body: &str) -> String {
-    match serde_json::from_str::<ErrorEnvelope>(body) {
-        Ok(env) => env.error.message,
-        Err(_) => format!("The server answered {status}."),
-    }
-}
-
-#[cfg(feature = "hydrate")]
-async fn fetch_models() -> Result<ModelList, String> {
-    let resp = gloo_net::http::Request::get("/v1/models")
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    read_json(resp).await
-}
-
-#[cfg(feature = "hydrate")]
-async fn read_json<T: serde::de::DeserializeOwned>(
-    resp: gloo_net::http::Response,
-) -> Result<T, String> {
-    let status = resp.status();
-    let text = resp.text().await.map_err(|e| e.to_string())?;
-    if !resp.ok() {
-        return Err(error_text(status, &text));
-    }
-    serde_json::from_str(&text).map_err(|e| e.to_string())
-}
-
-// The server renders the page but never runs these: they only run after hydration.
-#[cfg(not(feature = "hydrate"))]
-async fn fetch_models() -> Result<ModelList, String> {
-    Err(String::from("loading…"))
 }

@@ -102,12 +102,20 @@ pub fn read_event(data: &str, next_done: usize) -> Option<Update> {
     })
 }
 
-/// Sends a streamed generation and calls `on_update` for each event until the stream ends or
-/// `cancel` fires (or its sender is dropped), which aborts the request: the bridge sees the
-/// client go and cancels the job in ComfyUI. An HTTP error comes back in the envelope's words.
+/// What a streamed request sends: a generation as JSON, or an edit as the multipart form every
+/// OpenAI client sends (the browser writes its boundary).
+pub enum Body {
+    Generate(Box<crate::api::images::ImageGenerationRequest>),
+    #[cfg(feature = "hydrate")]
+    Edit(web_sys::FormData),
+}
+
+/// Sends a streamed generation or edit and calls `on_update` for each event until the stream
+/// ends or `cancel` fires (or its sender is dropped), which aborts the request: the bridge sees
+/// the client go and cancels the job in ComfyUI. An HTTP error comes back in the envelope's words.
 #[cfg(feature = "hydrate")]
 pub async fn run(
-    request: &crate::api::images::ImageGenerationRequest,
+    body: Body,
     api_key: &str,
     mut cancel: futures::channel::oneshot::Receiver<()>,
     mut on_update: impl FnMut(Update),
@@ -117,12 +125,19 @@ pub async fn run(
 
     let controller =
         web_sys::AbortController::new().map_err(|_| "this browser cannot cancel requests")?;
-    let mut req = gloo_net::http::Request::post("/v1/images/generations")
-        .abort_signal(Some(&controller.signal()));
+    let path = match body {
+        Body::Generate(_) => "/v1/images/generations",
+        Body::Edit(_) => "/v1/images/edits",
+    };
+    let mut req = gloo_net::http::Request::post(path).abort_signal(Some(&controller.signal()));
     if !api_key.is_empty() {
         req = req.header("Authorization", &format!("Bearer {api_key}"));
     }
-    let send = req.json(request).map_err(|e| e.to_string())?.send();
+    let req = match body {
+        Body::Generate(request) => req.json(&request),
+        Body::Edit(form) => req.body(form),
+    };
+    let send = req.map_err(|e| e.to_string())?.send();
     let resp = match select(Box::pin(send), &mut cancel).await {
         Either::Left((resp, _)) => resp.map_err(|e| e.to_string())?,
         Either::Right(_) => {
@@ -133,7 +148,7 @@ pub async fn run(
     if !resp.ok() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        return Err(super::home::error_text(status, &text));
+        return Err(super::results::error_text(status, &text));
     }
     let body = resp.body().ok_or("the reply had no body")?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();

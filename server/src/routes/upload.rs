@@ -190,7 +190,7 @@ fn typed(key: &str, text: String) -> Value {
             .ok()
             .and_then(serde_json::Number::from_f64)
             .map(Value::Number),
-        "stream" => match text.trim().to_ascii_lowercase().as_str() {
+        "stream" | "stream_progress" => match text.trim().to_ascii_lowercase().as_str() {
             "true" | "1" => Some(Value::Bool(true)),
             "false" | "0" => Some(Value::Bool(false)),
             _ => None,
@@ -361,6 +361,7 @@ mod tests {
         assert_eq!(typed("strength", "0.25".into()), Value::from(0.25));
         assert_eq!(typed("stream", "true".into()), Value::Bool(true));
         assert_eq!(typed("stream", "False".into()), Value::Bool(false));
+        assert_eq!(typed("stream_progress", "true".into()), Value::Bool(true));
         assert_eq!(typed("n", "two".into()), Value::from("two"));
         assert_eq!(typed("strength", "NaN".into()), Value::from("NaN"));
         assert_eq!(typed("prompt", "42".into()), Value::from("42"));

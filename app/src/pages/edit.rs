@@ -1,0 +1,297 @@
+//! The Edit page: an image dropped, pasted or picked (or opened from the gallery), an optional
+//! mask painted over it or uploaded, and the edit streamed from the public `/v1/images/edits`
+//! endpoint as the multipart form OpenAI's SDKs send.
+
+use leptos::{html, prelude::*};
+
+use super::{fetch::model_list, results::Run};
+use crate::api::models::{ModelKind, ModelList};
+
+/// Brush diameters offered, in screen pixels.
+const BRUSH_MIN: u32 = 8;
+const BRUSH_MAX: u32 = 160;
+
+/// Where the picture being edited comes from, and its size once the browser has read it.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Source {
+    /// An object URL of a local file, or a path of an image this bridge serves.
+    pub url: String,
+    pub size: Option<(u32, u32)>,
+}
+
+/// Everything the form holds; reference-counted so the browser-only handlers can share it.
+#[derive(Clone)]
+pub(super) struct EditForm {
+    pub source: ArcRwSignal<Option<Source>>,
+    /// An uploaded mask file (object URL); when set it is sent instead of the painted one.
+    pub mask_file: ArcRwSignal<Option<String>>,
+    pub painted: ArcRwSignal<bool>,
+    pub brush: ArcRwSignal<u32>,
+    /// The last point of the stroke being drawn, in canvas pixels.
+    pub stroke: ArcRwSignal<Option<(f64, f64)>>,
+    pub canvas: NodeRef<html::Canvas>,
+    pub prompt: ArcRwSignal<String>,
+    pub model: ArcRwSignal<String>,
+    pub size: ArcRwSignal<String>,
+    pub count: ArcRwSignal<u32>,
+    pub seed: ArcRwSignal<String>,
+    pub strength: ArcRwSignal<String>,
+}
+
+/// Only the bridge's own images may be opened by address (`/edit?image=/gallery/…`): the page
+/// never fetches a URL someone else chose.
+pub fn is_own_image(path: &str) -> bool {
+    let name = path
+        .strip_prefix("/gallery/")
+        .or_else(|| path.strip_prefix("/images/"));
+    name.is_some_and(|n| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && !n.contains("..")
+    })
+}
+
+#[component]
+pub fn EditPage() -> impl IntoView {
+    let query = leptos_router::hooks::use_query_map().get_untracked();
+    let opened = query.get("image").filter(|p| is_own_image(p));
+    let form = EditForm {
+        source: ArcRwSignal::new(opened.map(|url| Source { url, size: None })),
+        mask_file: ArcRwSignal::new(None),
+        painted: ArcRwSignal::new(false),
+        brush: ArcRwSignal::new(40),
+        stroke: ArcRwSignal::new(None),
+        canvas: NodeRef::new(),
+        prompt: ArcRwSignal::new(query.get("prompt").unwrap_or_default()),
+        model: ArcRwSignal::new(String::new()),
+        size: ArcRwSignal::new("auto".into()),
+        count: ArcRwSignal::new(1),
+        seed: ArcRwSignal::new(String::new()),
+        strength: ArcRwSignal::new(String::new()),
+    };
+    let models = model_list();
+    browser::listen_for_paste(&form);
+    let run = Run::new();
+    let on_submit = {
+        let (form, run) = (form.clone(), run.clone());
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            browser::submit(&form, &run);
+        }
+    };
+    view! {
+        <section class="card">
+            <h2>"Edit"</h2>
+            <form on:submit=on_submit class="generate edit">
+                {picker(&form)}
+                {mask_tools(&form)}
+                <label>"Prompt"
+                    <textarea name="prompt" rows="2" required placeholder="what the edited image should show"
+                        prop:value={
+                            let p = form.prompt.clone();
+                            move || p.get()
+                        }
+                        on:input={
+                            let p = form.prompt.clone();
+                            move |ev| p.set(event_target_value(&ev))
+                        }></textarea>
+                </label>
+                {settings(&form, models)}
+                {run.actions("Edit", "Editing…")}
+            </form>
+            {run.view()}
+        </section>
+    }
+}
+
+/// The drop zone, the file picker and the picture with its mask canvas over it.
+fn picker(form: &EditForm) -> impl IntoView + use<> {
+    let (source, shown, has) = (
+        form.source.clone(),
+        form.source.clone(),
+        form.source.clone(),
+    );
+    let on_pick = {
+        let form = form.clone();
+        move |ev: leptos::ev::Event| browser::pick_source(&form, ev)
+    };
+    let on_drop = {
+        let form = form.clone();
+        move |ev: leptos::ev::DragEvent| browser::drop_source(&form, ev)
+    };
+    let on_loaded = {
+        let form = form.clone();
+        move |ev: leptos::ev::Event| browser::picture_loaded(&form, ev)
+    };
+    let (down, paint, up) = (form.clone(), form.clone(), form.clone());
+    let canvas = form.canvas;
+    view! {
+        <div class="drop" class:has-image=move || has.with(Option::is_some)
+            on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
+            on:drop=on_drop>
+            {move || match shown.get() {
+                None => view! {
+                    <p class="muted">"Drop an image here, paste one (Ctrl+V), or pick a file."</p>
+                }.into_any(),
+                Some(Source { size, .. }) => view! {
+                    <p class="muted">
+                        {size.map_or("Reading the image…".to_string(), |(w, h)| format!("{w}x{h}. Paint where the image should change, or leave it unpainted to change all of it."))}
+                    </p>
+                }.into_any(),
+            }}
+            <div class="canvas-stack" hidden=move || source.with(Option::is_none)>
+                <img class="source" alt="The image to edit"
+                    src={
+                        let s = form.source.clone();
+                        move || s.get().map(|s| s.url).unwrap_or_default()
+                    }
+                    on:load=on_loaded/>
+                <canvas node_ref=canvas class="mask" aria-label="Mask: paint over the area to change"
+                    on:pointerdown=move |ev| browser::stroke_start(&down, ev)
+                    on:pointermove=move |ev| browser::stroke_move(&paint, ev)
+                    on:pointerup=move |_| up.stroke.set(None)
+                    on:pointercancel={
+                        let f = form.clone();
+                        move |_| f.stroke.set(None)
+                    }></canvas>
+            </div>
+            <label class="file">"Image file"
+                <input type="file" name="image" accept="image/png,image/jpeg,image/webp" on:change=on_pick/>
+            </label>
+        </div>
+    }
+}
+
+/// Brush size, clearing, and the alternative of a mask file.
+fn mask_tools(form: &EditForm) -> impl IntoView + use<> {
+    let (brush_in, brush_out, brush_label) =
+        (form.brush.clone(), form.brush.clone(), form.brush.clone());
+    let (painted, clear) = (form.painted.clone(), form.clone());
+    let on_mask = {
+        let form = form.clone();
+        move |ev: leptos::ev::Event| browser::pick_mask(&form, ev)
+    };
+    let mask_file = form.mask_file.clone();
+    let visible = form.source.clone();
+    view! {
+        <fieldset class="mask-tools" hidden=move || visible.with(Option::is_none)>
+            <legend>"Mask (optional)"</legend>
+            <label class="inline">"Brush"
+                <input type="range" name="brush" min=BRUSH_MIN max=BRUSH_MAX
+                    prop:value=move || brush_out.get().to_string()
+                    on:input=move |ev| brush_in.set(event_target_value(&ev).parse().unwrap_or(40))/>
+                <output>{move || format!("{} px", brush_label.get())}</output>
+            </label>
+            <button type="button" class="secondary" disabled=move || !painted.get()
+                on:click=move |_| browser::clear_mask(&clear)>"Clear mask"</button>
+            <label class="inline">"or a mask file (PNG, transparent where to edit)"
+                <input type="file" name="mask" accept="image/png" on:change=on_mask/>
+            </label>
+            {move || mask_file.get().map(|_| view! { <span class="muted">"The mask file is used instead of the painting."</span> })}
+        </fieldset>
+    }
+}
+
+/// Model, size, number of images, seed and strength.
+fn settings(
+    form: &EditForm,
+    models: ArcRwSignal<Option<Result<ModelList, String>>>,
+) -> impl IntoView + use<> {
+    let (model_in, model_sel, model_track) =
+        (form.model.clone(), form.model.clone(), form.model.clone());
+    let (size_in, size_out, size_sel) = (form.size.clone(), form.size.clone(), form.size.clone());
+    let seed = form.seed.clone();
+    let (strength_in, strength_out) = (form.strength.clone(), form.strength.clone());
+    let count = form.count.clone();
+    let models_sizes = models.clone();
+    view! {
+        <div class="row">
+            <label>"Model"
+                <select name="model" on:change=move |ev| {
+                    size_in.set("auto".into());
+                    model_in.set(event_target_value(&ev));
+                }>
+                    <option value="" title="An inpainting model with a mask, else an image-to-image one">"Automatic"</option>
+                    {move || models.get().map(|list| match list {
+                        Ok(list) => list.data.into_iter()
+                            .filter(|m| matches!(m.kind, Some(ModelKind::Img2Img | ModelKind::Inpaint)))
+                            .map(|m| {
+                                let selected = m.id == model_sel.get_untracked();
+                                view! { <option value=m.id.clone() selected=selected>{m.id.clone()}</option> }
+                            }).collect_view().into_any(),
+                        Err(e) => view! { <option value="" disabled=true>{e}</option> }.into_any(),
+                    })}
+                </select>
+            </label>
+            <label>"Size"
+                <select name="size" prop:value=move || size_out.get()
+                    on:change=move |ev| size_sel.set(event_target_value(&ev))>
+                    <option value="auto">"Keep the image's shape"</option>
+                    {move || {
+                        let id = model_track.get();
+                        let model = models_sizes.get().and_then(Result::ok)
+                            .and_then(|l| l.data.into_iter().find(|m| m.id == id));
+                        let groups = super::sizes::groups(model.as_ref().map_or(&[][..], |m| &m.sizes));
+                        groups.into_iter().map(|g| view! {
+                            <optgroup label=g.label>
+                                {g.sizes.into_iter().map(|(value, label)| view! { <option value=value>{label}</option> }).collect_view()}
+                            </optgroup>
+                        }).collect_view()
+                    }}
+                </select>
+            </label>
+            {super::results::count_and_seed(count, seed)}
+            <label>"Strength"
+                <input name="strength" type="number" min="0" max="1" step="0.05" placeholder="model default"
+                    title="How far the result may move from the image: 0 keeps it, 1 redraws it"
+                    prop:value=move || strength_out.get()
+                    on:input=move |ev| strength_in.set(event_target_value(&ev))/>
+            </label>
+        </div>
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[path = "edit_browser.rs"]
+mod browser;
+
+/// The server renders the form; reading files, painting and sending happen in the browser.
+#[cfg(not(feature = "hydrate"))]
+mod browser {
+    use super::{EditForm, Run};
+
+    pub fn listen_for_paste(_: &EditForm) {}
+    pub fn submit(_: &EditForm, _: &Run) {}
+    pub fn pick_source(_: &EditForm, _: leptos::ev::Event) {}
+    pub fn pick_mask(_: &EditForm, _: leptos::ev::Event) {}
+    pub fn drop_source(_: &EditForm, _: leptos::ev::DragEvent) {}
+    pub fn picture_loaded(_: &EditForm, _: leptos::ev::Event) {}
+    pub fn stroke_start(_: &EditForm, _: leptos::ev::PointerEvent) {}
+    pub fn stroke_move(_: &EditForm, _: leptos::ev::PointerEvent) {}
+    pub fn clear_mask(_: &EditForm) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_own_image;
+
+    #[test]
+    fn only_the_bridges_own_images_open_by_address() {
+        assert!(is_own_image(
+            "/gallery/0193a7e2-4c1d-7f00-8000-000000000000.png"
+        ));
+        assert!(is_own_image("/images/abc_DEF-1.webp"));
+        for other in [
+            "https://example.com/a.png",
+            "//example.com/a.png",
+            "/gallery/",
+            "/gallery/../config",
+            "/gallery/a/b.png",
+            "/other/a.png",
+            "javascript:alert(1)",
+        ] {
+            assert!(!is_own_image(other), "{other}");
+        }
+    }
+}

@@ -1,0 +1,247 @@
+//! What Generate and Edit share: one frame per image that fills in as the stream arrives
+//! (queue position, step x of y, previews, the image and its seed), the error in the envelope's
+//! words, and the Cancel that stops the job in ComfyUI.
+
+use leptos::prelude::*;
+
+use super::stream::Body;
+use crate::api::error::ErrorEnvelope;
+
+/// What the page shows for one image while it is made.
+#[derive(Clone)]
+pub(super) struct Slot {
+    status: ArcRwSignal<String>,
+    step: ArcRwSignal<Option<(u64, u64)>>,
+    preview: ArcRwSignal<Option<String>>,
+    image: ArcRwSignal<Option<String>>,
+    seed: ArcRwSignal<Option<u64>>,
+}
+
+impl Slot {
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    fn new() -> Slot {
+        Slot {
+            status: ArcRwSignal::new("Sending…".into()),
+            step: ArcRwSignal::new(None),
+            preview: ArcRwSignal::new(None),
+            image: ArcRwSignal::new(None),
+            seed: ArcRwSignal::new(None),
+        }
+    }
+}
+
+/// The state of a page's results, shared by its form, the frames and the running request.
+#[derive(Clone)]
+pub(super) struct Run {
+    slots: ArcRwSignal<Vec<Slot>>,
+    running: ArcRwSignal<bool>,
+    pub(super) error: ArcRwSignal<Option<String>>,
+    /// The prompt the shown images were made from, their alt text.
+    prompt: ArcRwSignal<String>,
+    cancel: ArcRwSignal<Option<Cancel>>,
+}
+
+impl Run {
+    pub(super) fn new() -> Run {
+        Run {
+            slots: ArcRwSignal::new(Vec::new()),
+            running: ArcRwSignal::new(false),
+            error: ArcRwSignal::new(None),
+            prompt: ArcRwSignal::new(String::new()),
+            cancel: ArcRwSignal::new(None),
+        }
+    }
+
+    /// Stops the running request: dropping the sender is enough, the request sees it and aborts.
+    pub(super) fn cancel(&self) {
+        self.cancel.set(None);
+    }
+
+    /// The form's submit button, and Cancel while a request runs.
+    pub(super) fn actions(&self, idle: &'static str, busy: &'static str) -> impl IntoView + use<> {
+        let (running, label, shown) = (
+            self.running.clone(),
+            self.running.clone(),
+            self.running.clone(),
+        );
+        let run = self.clone();
+        view! {
+            <div class="actions">
+                <button type="submit" disabled=move || running.get()>
+                    {move || if label.get() { busy } else { idle }}
+                </button>
+                <Show when=move || shown.get()>
+                    <button type="button" class="secondary" on:click={
+                        let run = run.clone();
+                        move |_| run.cancel()
+                    }>"Cancel"</button>
+                </Show>
+            </div>
+        }
+    }
+
+    /// The error and the frames, below a page's form.
+    pub(super) fn view(&self) -> impl IntoView + use<> {
+        let (error, slots, shown) = (self.error.clone(), self.slots.clone(), self.prompt.clone());
+        view! {
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <div class="results">
+                {move || {
+                    let alt = shown.get();
+                    slots.get().into_iter().map(|slot| slot_view(slot, alt.clone())).collect_view()
+                }}
+            </div>
+        }
+    }
+}
+
+#[cfg(feature = "hydrate")]
+type Cancel = futures::channel::oneshot::Sender<()>;
+#[cfg(not(feature = "hydrate"))]
+type Cancel = ();
+
+fn slot_view(slot: Slot, alt: String) -> impl IntoView {
+    let Slot {
+        status,
+        step,
+        preview,
+        image,
+        seed,
+    } = slot;
+    let step_value = step.clone();
+    view! {
+        <figure class="slot">
+            <div class="frame">
+                {move || match (image.get(), preview.get()) {
+                    (Some(src), _) => view! { <img class="final" src=src alt=alt.clone()/> }.into_any(),
+                    (None, Some(src)) => view! { <img class="preview" src=src alt="preview"/> }.into_any(),
+                    (None, None) => view! { <div class="placeholder"></div> }.into_any(),
+                }}
+            </div>
+            <progress
+                max=move || step.get().map_or(1, |(_, of)| of.max(1)).to_string()
+                value=move || step_value.get().map_or(0, |(at, _)| at).to_string()></progress>
+            <figcaption>
+                <span class="status">{move || status.get()}</span>
+                {move || seed.get().map(|s| format!(" · seed {s}"))}
+            </figcaption>
+        </figure>
+    }
+}
+
+/// Starts a streamed generation or edit of `images` images: one slot per image, filled in as events arrive.
+#[cfg(feature = "hydrate")]
+pub(super) fn start(run: &Run, body: Body, images: u32, prompt: String, api_key: String) {
+    use super::stream::{self, Outcome, Update};
+
+    let slots: Vec<Slot> = (0..images.max(1)).map(|_| Slot::new()).collect();
+    run.slots.set(slots.clone());
+    run.error.set(None);
+    run.prompt.set(prompt);
+    run.running.set(true);
+    let (tx, rx) = futures::channel::oneshot::channel();
+    run.cancel.set(Some(tx));
+    let run = run.clone();
+    leptos::task::spawn_local(async move {
+        let error = run.error.clone();
+        let apply = |update: Update| {
+            let slot = |i: usize| slots.get(i);
+            match update {
+                Update::Queued { index, ahead } => {
+                    if let Some(s) = slot(index) {
+                        s.status.set(match ahead {
+                            Some(n) if n > 0 => format!("Queued, {n} ahead"),
+                            _ => "Queued".into(),
+                        });
+                    }
+                }
+                Update::Running { index } => {
+                    if let Some(s) = slot(index) {
+                        s.status.set("Running".into());
+                    }
+                }
+                Update::Step { index, step, steps } => {
+                    if let Some(s) = slot(index) {
+                        s.status.set(format!("Step {step} of {steps}"));
+                        s.step.set(Some((step, steps)));
+                    }
+                }
+                Update::Partial { index, data_url } => {
+                    if let Some(s) = slot(index) {
+                        s.preview.set(Some(data_url));
+                    }
+                }
+                Update::Done {
+                    index,
+                    data_url,
+                    seed,
+                } => {
+                    if let Some(s) = slot(index) {
+                        s.image.set(Some(data_url));
+                        s.seed.set(seed);
+                        s.status.set("Done".into());
+                        s.step.update(|st| *st = st.map(|(_, of)| (of, of)));
+                    }
+                }
+                Update::Failed(message) => error.set(Some(message)),
+            }
+        };
+        let outcome = stream::run(body, &api_key, rx, apply).await;
+        let unfinished = |text: &str| {
+            for s in &slots {
+                if s.image.get_untracked().is_none() {
+                    s.status.set(text.into());
+                }
+            }
+        };
+        match outcome {
+            Ok(Outcome::Cancelled) => unfinished("Cancelled"),
+            Ok(Outcome::Finished) => {
+                if run.error.get_untracked().is_some() {
+                    unfinished("Failed");
+                }
+            }
+            Err(e) => {
+                unfinished("Failed");
+                run.error.set(Some(e));
+            }
+        }
+        run.running.set(false);
+        run.cancel.set(None);
+    });
+}
+
+// The server renders the page but never submits the form: that only happens after hydration.
+#[cfg(not(feature = "hydrate"))]
+pub(super) fn start(run: &Run, body: Body, images: u32, prompt: String, api_key: String) {
+    let _ = (run, body, images, prompt, api_key);
+}
+
+/// The number of images (1–4) and the seed (blank: random), as Generate and Edit ask for them.
+pub(super) fn count_and_seed(
+    count: ArcRwSignal<u32>,
+    seed: ArcRwSignal<String>,
+) -> impl IntoView + use<> {
+    let seed_in = seed.clone();
+    view! {
+        <label>"Images"
+            <select name="n" on:change=move |ev| count.set(event_target_value(&ev).parse().unwrap_or(1))>
+                {(1..=4).map(|i| view! { <option value=i.to_string()>{i}</option> }).collect_view()}
+            </select>
+        </label>
+        <label>"Seed"
+            <input name="seed" inputmode="numeric" placeholder="random"
+                prop:value=move || seed.get()
+                on:input=move |ev| seed_in.set(event_target_value(&ev))/>
+        </label>
+    }
+}
+
+/// Turns a failed response's body into the words a person should read: the envelope's message.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+pub(super) fn error_text(status: u16, body: &str) -> String {
+    match serde_json::from_str::<ErrorEnvelope>(body) {
+        Ok(env) => env.error.message,
+        Err(_) => format!("The server answered {status}."),
+    }
+}

@@ -1,0 +1,107 @@
+import { APIRequestContext, Page, expect, test } from "@playwright/test";
+
+/// A picture made by the bridge itself, as PNG bytes.
+async function picture(request: APIRequestContext, size: string, prompt = "a test card"): Promise<Buffer> {
+  const res = await request.post("/v1/images/generations", {
+    data: { model: "weightfree-txt2img", prompt, size, response_format: "b64_json" },
+  });
+  expect(res.ok()).toBeTruthy();
+  return Buffer.from((await res.json()).data[0].b64_json, "base64");
+}
+
+/// The model the gallery says made the images whose prompt has `tag`, newest first.
+async function galleryModels(request: APIRequestContext, tag: string): Promise<string[]> {
+  const res = await request.post("/api/gallery/list", {
+    data: { query: { page: 0, per_page: 10, search: tag, model: null }, api_key: "" },
+  });
+  return (await res.json()).items.map((i: { model: string }) => i.model);
+}
+
+/// The Edit page, hydrated: its model list has arrived.
+async function openEdit(page: Page) {
+  await page.goto("/edit");
+  await expect(page.locator("select[name=model] option[value=weightfree-inpaint]")).toHaveCount(1);
+}
+
+test("edit an uploaded image with a painted mask", async ({ page, request }) => {
+  const tag = `e${Date.now()}`;
+  await openEdit(page);
+  await page.locator("input[name=image]").setInputFiles({
+    name: "photo.png",
+    mimeType: "image/png",
+    buffer: await picture(request, "256x256"),
+  });
+  await expect(page.locator(".drop")).toContainText("256x256.");
+
+  // Paint a stroke across the middle of the picture.
+  const canvas = page.locator("canvas.mask");
+  const box = (await canvas.boundingBox())!;
+  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.5);
+  await page.mouse.down();
+  await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.5, { steps: 8 });
+  await page.mouse.up();
+  await expect(page.getByRole("button", { name: "Clear mask" })).toBeEnabled();
+
+  await page.locator("textarea[name=prompt]").fill(`${tag} a red hat`);
+  await page.getByRole("button", { name: "Edit", exact: true }).click();
+  await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
+  await expect(page.locator(".results figcaption")).toContainText(/Done · seed \d+/);
+  // With a mask, "Automatic" chose an inpainting model: the gallery says which.
+  await expect.poll(() => galleryModels(request, tag)).toEqual([expect.stringContaining("inpaint")]);
+});
+
+test("a dropped or pasted image is edited as a whole without a mask", async ({ page, request }) => {
+  const tag = `p${Date.now()}`;
+  await openEdit(page);
+  const send = async (event: "drop" | "paste", bytes: Buffer) =>
+    page.evaluate(
+      ({ event, b64 }) => {
+        const data = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+        const transfer = new DataTransfer();
+        transfer.items.add(new File([data], "clip.png", { type: "image/png" }));
+        if (event === "drop") {
+          const target = document.querySelector(".drop")!;
+          target.dispatchEvent(new DragEvent("drop", { dataTransfer: transfer, bubbles: true, cancelable: true }));
+        } else {
+          document.body.dispatchEvent(new ClipboardEvent("paste", { clipboardData: transfer, bubbles: true }));
+        }
+      },
+      { event, b64: bytes.toString("base64") },
+    );
+  await send("drop", await picture(request, "64x64"));
+  await expect(page.locator(".drop")).toContainText("64x64.");
+  await send("paste", await picture(request, "256x256"));
+  await expect(page.locator(".drop")).toContainText("256x256.");
+  await expect(page.getByRole("button", { name: "Clear mask" })).toBeDisabled();
+
+  await page.locator("textarea[name=prompt]").fill(`${tag} in watercolour`);
+  await page.locator("input[name=strength]").fill("0.6");
+  await page.getByRole("button", { name: "Edit", exact: true }).click();
+  await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
+  await expect.poll(() => galleryModels(request, tag)).toEqual([expect.not.stringContaining("inpaint")]);
+});
+
+test("a gallery image opens in Edit", async ({ page, request }) => {
+  const tag = `g${Date.now()}`;
+  await picture(request, "64x64", `${tag} a lighthouse`);
+  await expect.poll(() => galleryModels(request, tag)).toHaveLength(1);
+
+  await page.goto(`/gallery?search=${tag}`);
+  await page.locator(".gallery .grid img").first().click();
+  await page.getByRole("dialog", { name: "Image details" }).getByRole("link", { name: "Edit this image" }).click();
+  await expect(page).toHaveURL(/\/edit\?image=%2Fgallery%2F/);
+  await expect(page.locator(".drop")).toContainText("64x64.");
+  await expect(page.locator("textarea[name=prompt]")).toHaveValue(`${tag} a lighthouse`);
+  await expect(page.locator("select[name=model] option[value=weightfree-img2img]")).toHaveCount(1);
+  await page.locator("select[name=model]").selectOption("weightfree-img2img");
+  await page.getByRole("button", { name: "Edit", exact: true }).click();
+  await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
+  await expect.poll(() => galleryModels(request, tag)).toEqual(["weightfree-img2img", "weightfree-txt2img"]);
+});
+
+test("editing with no image says what is missing", async ({ page }) => {
+  await openEdit(page);
+  await page.locator("textarea[name=prompt]").fill("anything");
+  await page.getByRole("button", { name: "Edit", exact: true }).click();
+  await expect(page.getByRole("alert")).toHaveText("Drop, paste or pick an image to edit first.");
+});
