@@ -5,7 +5,7 @@ use leptos_router::{
     components::{A, Route, Router, Routes},
 };
 
-use crate::pages::{edit::EditPage, gallery::GalleryView, home::HomePage};
+use crate::pages::{chat::ChatPage, edit::EditPage, gallery::GalleryView, home::HomePage};
 
 /// The whole HTML document, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -40,6 +40,7 @@ pub fn App() -> impl IntoView {
                 <nav aria-label="Pages">
                     <A href="/">"Generate"</A>
                     <A href="/edit">"Edit"</A>
+                    <A href="/chat">"Chat"</A>
                     <A href="/gallery">"Gallery"</A>
                 </nav>
             </header>
@@ -47,6 +48,7 @@ pub fn App() -> impl IntoView {
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
                     <Route path=StaticSegment("edit") view=EditPage/>
+                    <Route path=StaticSegment("chat") view=ChatPage/>
                     <Route path=StaticSegment("gallery") view=GalleryView/>
                 </Routes>
             </main>

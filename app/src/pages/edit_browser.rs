@@ -8,7 +8,7 @@ use web_sys::{
 };
 
 use super::{EditForm, Run, Source};
-use crate::pages::{key::stored_key, results, stream::Body};
+use crate::pages::{key::stored_key, local_images, results, stream::Body};
 
 /// The painted strokes' colour; the canvas is shown half transparent over the picture.
 const PAINT: &str = "#ff2d55";
@@ -184,10 +184,10 @@ pub fn submit(form: &EditForm, run: &Run) {
 
 async fn build(form: &EditForm, source: &str) -> Result<(FormData, u32), String> {
     let body = FormData::new().map_err(|_| "this browser cannot send forms")?;
-    let image = fetch_blob(source).await?;
+    let image = local_images::fetch_blob(source).await?;
     append_file(&body, "image", &image)?;
     let mask = match form.mask_file.get_untracked() {
-        Some(url) => Some(fetch_blob(&url).await?),
+        Some(url) => Some(local_images::fetch_blob(&url).await?),
         None if form.painted.get_untracked() => match form.canvas.get_untracked() {
             Some(canvas) => Some(mask_blob(&canvas).await?),
             None => None,
@@ -232,26 +232,6 @@ fn append_file(body: &FormData, name: &str, blob: &Blob) -> Result<(), String> {
     };
     body.append_with_blob_and_filename(name, blob, &format!("{name}.{extension}"))
         .map_err(|_| "the form could not be built".into())
-}
-
-/// The picture behind a local object URL or a path of this server.
-async fn fetch_blob(url: &str) -> Result<Blob, String> {
-    let unreadable = |_| String::from("The image could not be read.");
-    let window = web_sys::window().ok_or("The image could not be read.")?;
-    let resp: web_sys::Response = JsFuture::from(window.fetch_with_str(url))
-        .await
-        .map_err(unreadable)?
-        .unchecked_into();
-    if !resp.ok() {
-        return Err(format!(
-            "The image could not be read (the server answered {}).",
-            resp.status()
-        ));
-    }
-    let blob = JsFuture::from(resp.blob().map_err(unreadable)?)
-        .await
-        .map_err(unreadable)?;
-    Ok(blob.unchecked_into())
 }
 
 /// OpenAI's mask: opaque where the image stays, fully transparent where it may change, so the

@@ -1,8 +1,12 @@
+pub mod chat;
+mod chat_text;
 pub mod edit;
 mod fetch;
 pub mod gallery;
 pub mod home;
 mod key;
+#[cfg(feature = "hydrate")]
+mod local_images;
 mod results;
 mod sizes;
 pub mod stream;

@@ -102,23 +102,44 @@ pub fn read_event(data: &str, next_done: usize) -> Option<Update> {
     })
 }
 
-/// What a streamed request sends: a generation as JSON, or an edit as the multipart form every
-/// OpenAI client sends (the browser writes its boundary).
+/// What a streamed request sends: a generation or a chat as JSON, or an edit as the multipart
+/// form every OpenAI client sends (the browser writes its boundary).
 pub enum Body {
     Generate(Box<crate::api::images::ImageGenerationRequest>),
+    Chat(Box<crate::api::chat::ChatCompletionRequest>),
     #[cfg(feature = "hydrate")]
     Edit(web_sys::FormData),
 }
 
-/// Sends a streamed generation or edit and calls `on_update` for each event until the stream
-/// ends or `cancel` fires (or its sender is dropped), which aborts the request: the bridge sees
-/// the client go and cancels the job in ComfyUI. An HTTP error comes back in the envelope's words.
+/// Sends a streamed generation or edit and calls `on_update` for each event; see [`send`].
 #[cfg(feature = "hydrate")]
 pub async fn run(
     body: Body,
     api_key: &str,
-    mut cancel: futures::channel::oneshot::Receiver<()>,
+    cancel: futures::channel::oneshot::Receiver<()>,
     mut on_update: impl FnMut(Update),
+) -> Result<Outcome, String> {
+    let mut done = 0;
+    send(body, api_key, cancel, |data| {
+        if let Some(update) = read_event(data, done) {
+            if matches!(update, Update::Done { .. }) {
+                done += 1;
+            }
+            on_update(update);
+        }
+    })
+    .await
+}
+
+/// Sends a streamed request and calls `on_data` with each event's data until the stream ends or
+/// `cancel` fires (or its sender is dropped), which aborts the request: the bridge sees the
+/// client go and cancels the job in ComfyUI. An HTTP error comes back in the envelope's words.
+#[cfg(feature = "hydrate")]
+pub async fn send(
+    body: Body,
+    api_key: &str,
+    mut cancel: futures::channel::oneshot::Receiver<()>,
+    mut on_data: impl FnMut(&str),
 ) -> Result<Outcome, String> {
     use futures::future::{Either, select};
     use wasm_bindgen::JsCast;
@@ -127,6 +148,7 @@ pub async fn run(
         web_sys::AbortController::new().map_err(|_| "this browser cannot cancel requests")?;
     let path = match body {
         Body::Generate(_) => "/v1/images/generations",
+        Body::Chat(_) => "/v1/chat/completions",
         Body::Edit(_) => "/v1/images/edits",
     };
     let mut req = gloo_net::http::Request::post(path).abort_signal(Some(&controller.signal()));
@@ -135,6 +157,7 @@ pub async fn run(
     }
     let req = match body {
         Body::Generate(request) => req.json(&request),
+        Body::Chat(request) => req.json(&request),
         Body::Edit(form) => req.body(form),
     };
     let send = req.map_err(|e| e.to_string())?.send();
@@ -153,7 +176,6 @@ pub async fn run(
     let body = resp.body().ok_or("the reply had no body")?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
     let mut buffer = SseBuffer::default();
-    let mut done = 0;
     loop {
         let read = wasm_bindgen_futures::JsFuture::from(reader.read());
         let chunk = match select(Box::pin(read), &mut cancel).await {
@@ -172,12 +194,7 @@ pub async fn run(
         };
         let bytes = js_sys::Uint8Array::new(&value).to_vec();
         for data in buffer.push(&bytes) {
-            if let Some(update) = read_event(&data, done) {
-                if matches!(update, Update::Done { .. }) {
-                    done += 1;
-                }
-                on_update(update);
-            }
+            on_data(&data);
         }
     }
 }
