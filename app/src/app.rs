@@ -5,7 +5,13 @@ use leptos_router::{
     components::{A, Route, Router, Routes},
 };
 
-use crate::pages::{chat::ChatPage, edit::EditPage, gallery::GalleryView, home::HomePage};
+use crate::pages::{
+    chat::ChatPage,
+    connection::{ConnectionPanel, DemoBanner, provide_connection},
+    edit::EditPage,
+    gallery::GalleryView,
+    home::HomePage,
+};
 
 /// The whole HTML document, rendered on the server.
 pub fn shell(options: LeptosOptions) -> impl IntoView {
@@ -31,6 +37,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 #[component]
 pub fn App() -> impl IntoView {
     provide_meta_context();
+    provide_connection();
     view! {
         <Stylesheet id="leptos" href="/pkg/comfyui-bridge.css"/>
         <Title text="ComfyUI API Bridge"/>
@@ -43,8 +50,10 @@ pub fn App() -> impl IntoView {
                     <A href="/chat">"Chat"</A>
                     <A href="/gallery">"Gallery"</A>
                 </nav>
+                <ConnectionPanel/>
             </header>
             <main>
+                <DemoBanner/>
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
                     <Route path=StaticSegment("edit") view=EditPage/>

@@ -14,6 +14,8 @@ pub struct BridgeOverview {
     pub health: HealthReport,
     /// True when `/v1` needs an API key.
     pub auth_required: bool,
+    /// Whether the key the browser sent is one of the server's; unset when none is needed.
+    pub key_accepted: Option<bool>,
     pub default_model: Option<String>,
 }
 
@@ -28,7 +30,8 @@ pub mod ports {
 
     /// Implemented by the server; the app only sees this narrow view of it.
     pub trait OverviewPort: Send + Sync {
-        fn overview(&self) -> Reply<'_, BridgeOverview>;
+        /// `api_key` is the browser's, checked so the page can say whether it is right.
+        fn overview(&self, api_key: String) -> Reply<'_, BridgeOverview>;
         /// `api_key` is what the browser holds; the server checks it when it needs one.
         fn gallery(
             &self,
@@ -51,9 +54,11 @@ fn port() -> Result<ports::SharedOverview, ServerFnError> {
         .ok_or_else(|| ServerFnError::new("the bridge status is not available"))
 }
 
-#[server]
-pub async fn load_overview() -> Result<BridgeOverview, ServerFnError> {
-    Ok(port()?.overview().await)
+/// The bridge's health, and whether it needs (and accepts) the browser's API key, which
+/// travels in the request body.
+#[server(endpoint = "overview", input = server_fn::codec::Json)]
+pub async fn load_overview(api_key: String) -> Result<BridgeOverview, ServerFnError> {
+    Ok(port()?.overview(api_key).await)
 }
 
 /// A page of the gallery. The API key travels in the request body, like any other argument,

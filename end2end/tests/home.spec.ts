@@ -1,4 +1,16 @@
-import { expect, test } from "@playwright/test";
+import { Page, expect, test } from "@playwright/test";
+
+/// Starts a 200-step generation from the Generate page: long enough to watch and to cancel.
+async function startLongJob(page: Page) {
+  const model = page.locator("select[name=model]");
+  await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
+  await model.selectOption("sdxl");
+  await page.locator("select[name=size]").selectOption("512x512");
+  await page.locator("summary", { hasText: "Advanced" }).click();
+  await page.locator("input[name=steps]").fill("200");
+  await page.locator("textarea[name=prompt]").fill("a very long job");
+  await page.getByRole("button", { name: "Generate" }).click();
+}
 
 test("sizes are the chosen model's, grouped and labelled", async ({ page }) => {
   await page.goto("/");
@@ -20,7 +32,6 @@ test("the home page shows the demo backend and generates an image", async ({ pag
   await page.goto("/");
   await expect(page.getByRole("heading", { name: "ComfyUI API Bridge" })).toBeVisible();
   await expect(page.getByRole("status")).toContainText("Demo backend");
-  await expect(page.getByText("Status: ok")).toBeVisible();
 
   // The model list arrives from /v1/models after hydration.
   const model = page.locator("select[name=model]");
@@ -77,14 +88,7 @@ test("each image shows its progress and previews while it is made", async ({ pag
 
 test("cancel stops the job in ComfyUI", async ({ page, request }) => {
   await page.goto("/");
-  const model = page.locator("select[name=model]");
-  await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
-  await model.selectOption("sdxl");
-  await page.locator("select[name=size]").selectOption("512x512");
-  await page.locator("summary", { hasText: "Advanced" }).click();
-  await page.locator("input[name=steps]").fill("200");
-  await page.locator("textarea[name=prompt]").fill("a very long job");
-  await page.getByRole("button", { name: "Generate" }).click();
+  await startLongJob(page);
 
   await expect(page.locator(".results .status")).toContainText(/Step \d+ of 200/, { timeout: 15_000 });
   await page.getByRole("button", { name: "Cancel" }).click();
@@ -111,4 +115,23 @@ test("errors are shown in the envelope's words", async ({ page }) => {
   await expect(page.getByRole("alert")).toContainText(
     "Model 'weightfree-txt2img' does not take 'negative_prompt'",
   );
+});
+
+test("the connection panel shows each server and its queue, kept fresh", async ({ page }) => {
+  await page.goto("/");
+  const panel = page.locator("details.connection");
+  await expect(panel.locator("summary")).toHaveText("ComfyUI ok · queue 0");
+  await panel.locator("summary").click();
+  await expect(panel.locator(".servers li")).toContainText("reachable");
+  await expect(panel).toContainText("Models: ");
+  await expect(panel).toContainText("weightfree-txt2img");
+  // No key is needed on this server, so none is asked for.
+  await expect(panel.locator("input[name=api_key]")).toHaveCount(0);
+
+  // A long job shows in the queue without a reload.
+  await startLongJob(page);
+  await expect(panel.locator("summary")).toHaveText("ComfyUI ok · queue 1", { timeout: 12_000 });
+  await expect(panel.locator(".servers li")).toContainText("1 in queue");
+  await page.getByRole("button", { name: "Cancel" }).click();
+  await expect(panel.locator("summary")).toHaveText("ComfyUI ok · queue 0", { timeout: 12_000 });
 });

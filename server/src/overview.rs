@@ -19,11 +19,13 @@ struct Overview(Arc<Bridge>);
 type Reply<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl OverviewPort for Overview {
-    fn overview(&self) -> Reply<'_, BridgeOverview> {
+    fn overview(&self, api_key: String) -> Reply<'_, BridgeOverview> {
         Box::pin(async move {
+            let keys = &self.0.api_keys;
             BridgeOverview {
                 health: health_report(&self.0).await,
-                auth_required: !self.0.api_keys.is_empty(),
+                auth_required: !keys.is_empty(),
+                key_accepted: (!keys.is_empty()).then(|| key_matches(keys, api_key.trim())),
                 default_model: self.0.default_model().map(|t| t.id.clone()),
             }
         })

@@ -250,6 +250,28 @@ async fn the_web_app_needs_the_key_when_the_server_has_one() {
     assert_eq!((status, text.as_str()), (200, "false"));
 }
 
+/// The web app's connection panel: health, and whether the key it holds is the right one.
+#[tokio::test]
+async fn the_overview_says_whether_the_browsers_key_is_right() {
+    let keyed = start_with(|c| c.api_key = vec!["sk-panel".into()]).await;
+    for (key, accepted) in [("", false), ("sk-wrong", false), ("sk-panel", true)] {
+        let (status, text) = call(&keyed, "overview", json!({"api_key": key})).await;
+        assert_eq!(status, 200, "{text}");
+        let o: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(o["auth_required"], true);
+        assert_eq!(o["key_accepted"], accepted, "{key}");
+        assert_eq!(o["health"]["status"], "ok");
+        assert!(o["health"]["servers"][0]["reachable"].as_bool().unwrap());
+    }
+    let open = start().await;
+    let (_, text) = call(&open, "overview", json!({"api_key": ""})).await;
+    let o: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        (&o["auth_required"], &o["key_accepted"]),
+        (&json!(false), &Value::Null)
+    );
+}
+
 #[tokio::test]
 async fn nothing_is_kept_with_the_gallery_off() {
     let h = start_with(|c| c.gallery = false).await;

@@ -5,25 +5,28 @@ use leptos::prelude::*;
 use crate::api::models::ModelList;
 
 /// The bridge's models, filled in by the browser once the page is live (effects never run on
-/// the server, so server rendering never waits on it). Unset while loading.
+/// the server, so server rendering never waits on it) and again when the API key changes.
+/// Unset while loading.
 pub(super) fn model_list() -> ArcRwSignal<Option<Result<ModelList, String>>> {
     let models = ArcRwSignal::new(None);
+    let key = super::connection::use_connection().api_key;
     Effect::new({
         let models = models.clone();
         move |_| {
-            let models = models.clone();
-            leptos::task::spawn_local(async move { models.set(Some(fetch_models().await)) });
+            let (models, key) = (models.clone(), key.get());
+            leptos::task::spawn_local(async move { models.set(Some(fetch_models(&key).await)) });
         }
     });
     models
 }
 
 #[cfg(feature = "hydrate")]
-async fn fetch_models() -> Result<ModelList, String> {
-    let resp = gloo_net::http::Request::get("/v1/models")
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
+async fn fetch_models(api_key: &str) -> Result<ModelList, String> {
+    let mut req = gloo_net::http::Request::get("/v1/models");
+    if !api_key.is_empty() {
+        req = req.header("Authorization", &format!("Bearer {api_key}"));
+    }
+    let resp = req.send().await.map_err(|e| e.to_string())?;
     read_json(resp).await
 }
 
@@ -41,6 +44,6 @@ async fn read_json<T: serde::de::DeserializeOwned>(
 
 // The server renders the page but never runs these: they only run after hydration.
 #[cfg(not(feature = "hydrate"))]
-async fn fetch_models() -> Result<ModelList, String> {
+async fn fetch_models(_api_key: &str) -> Result<ModelList, String> {
     Err(String::from("loading…"))
 }

@@ -3,7 +3,7 @@
 
 use leptos::prelude::*;
 
-use super::key::{store_key, stored_key};
+use super::connection::use_connection;
 use crate::api::gallery::{GalleryItem, GalleryPage, GalleryQuery};
 
 const PER_PAGE: u32 = 24;
@@ -19,7 +19,8 @@ pub fn GalleryView() -> impl IntoView {
     let page = ArcRwSignal::new(0u32);
     let search = ArcRwSignal::new(initial_search.clone());
     let model = ArcRwSignal::new(address.get("model").unwrap_or_default());
-    let api_key = ArcRwSignal::new(stored_key());
+    // The connection panel's key: entering it there reloads the page's images.
+    let api_key = use_connection().api_key;
     let data = ArcRwSignal::<Option<Result<GalleryPage, String>>>::new(None);
     let open = ArcRwSignal::<Option<GalleryItem>>::new(None);
     let reload = ArcRwSignal::new(0u32);
@@ -67,17 +68,6 @@ pub fn GalleryView() -> impl IntoView {
             model.set(event_target_value(&ev));
         }
     };
-    let key_box = ArcRwSignal::new(String::new());
-    let on_key = {
-        let (api_key, key_box) = (api_key.clone(), key_box.clone());
-        move |ev: leptos::ev::SubmitEvent| {
-            ev.prevent_default();
-            let key = key_box.get_untracked();
-            store_key(&key);
-            api_key.set(key);
-        }
-    };
-
     let (data_view, open_set, page_nav, model_sel) =
         (data.clone(), open.clone(), page.clone(), model.clone());
     view! {
@@ -106,22 +96,11 @@ pub fn GalleryView() -> impl IntoView {
             {move || match data.get() {
                 None => view! { <p class="muted">"Loading the gallery…"</p> }.into_any(),
                 Some(Err(e)) => {
-                    let needs_key = e.contains("API key");
-                    let (on_key, key_box) = (on_key.clone(), key_box.clone());
+                    let hint = e.contains("API key")
+                        .then_some("Enter the server's API key in the connection panel at the top of the page.");
                     view! {
                         <p class="error" role="alert">{e}</p>
-                        <Show when=move || needs_key>
-                            <form class="key" on:submit=on_key.clone()>
-                                <label>"API key"
-                                    <input name="api_key" type="password" autocomplete="off"
-                                        on:input={
-                                            let b = key_box.clone();
-                                            move |ev| b.set(event_target_value(&ev))
-                                        }/>
-                                </label>
-                                <button type="submit">"Use key"</button>
-                            </form>
-                        </Show>
+                        {hint.map(|h| view! { <p class="muted">{h}</p> })}
                     }.into_any()
                 }
                 Some(Ok(p)) if p.items.is_empty() => view! {

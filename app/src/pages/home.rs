@@ -1,13 +1,12 @@
 use leptos::prelude::*;
 
-use super::{fetch::model_list, results::Run, stream::Body};
+use super::{connection::use_connection, fetch::model_list, results::Run, stream::Body};
 use crate::api::{images::ImageGenerationRequest, models::ModelKind};
-use crate::server_fns::load_overview;
 
-/// The first page: what the bridge is connected to, and a small generator that goes through the
-/// public `/v1/images/generations` endpoint exactly as any OpenAI client would.
+/// The first page: a generator that goes through the public `/v1/images/generations` endpoint
+/// exactly as any OpenAI client would.
 /// Settings to start from, from the address (`/?prompt=…&seed=…`, as the gallery's "Use these
-/// settings" links). Read once, outside the Suspense below: nothing arena-owned is read in it.
+/// settings" links), read once.
 #[derive(Clone, Debug, Default)]
 struct Prefill {
     prompt: String,
@@ -32,98 +31,50 @@ pub fn HomePage() -> impl IntoView {
         steps: param("steps"),
         cfg: param("cfg"),
     };
-    let overview = Resource::new(|| (), |_| load_overview());
-    view! {
-        <Suspense fallback=|| view! { <p class="muted">"Loading bridge status…"</p> }>
-            {move || {
-                let prefill = prefill.clone();
-                Suspend::new(async move {
-                match overview.await {
-                    Ok(o) => view! {
-                        <Status overview=o.clone()/>
-                        <Generator auth_required=o.auth_required default_model=o.default_model prefill/>
-                    }.into_any(),
-                    Err(e) => view! { <p class="error">"Could not load the bridge status: " {e.to_string()}</p> }.into_any(),
-                }
-            })}}
-        </Suspense>
-    }
+    view! { <Generator prefill/> }
 }
 
 #[component]
-fn Status(overview: crate::server_fns::BridgeOverview) -> impl IntoView {
-    let health = overview.health;
-    let demo = health.demo;
-    let ok = health.status == "ok";
-    view! {
-        <Show when=move || demo>
-            <p class="banner" role="status">
-                "Demo backend: images come from the built-in ComfyUI simulator, not from a real ComfyUI. "
-                "Set COMFYUI_URL to use your own server."
-            </p>
-        </Show>
-        <section class="card status">
-            <h2>"Status: " <span class=if ok { "ok" } else { "bad" }>{health.status.clone()}</span></h2>
-            <ul class="servers">
-                {health.servers.into_iter().map(|s| view! {
-                    <li>
-                        <code>{s.url}</code> " — "
-                        {if s.reachable { "reachable" } else { "unreachable" }}
-                        {s.queue_remaining.map(|q| format!(", queue {q}"))}
-                        {s.error.map(|e| format!(" ({e})"))}
-                    </li>
-                }).collect_view()}
-            </ul>
-            <p>"Models: " {health.workflows.models.join(", ")}</p>
-            {(!health.workflows.errors.is_empty()).then(|| view! {
-                <ul class="error">
-                    {health.workflows.errors.into_iter().map(|e| view! { <li>{e}</li> }).collect_view()}
-                </ul>
-            })}
-        </section>
-    }
-}
-
-#[component]
-fn Generator(
-    auth_required: bool,
-    default_model: Option<String>,
-    prefill: Prefill,
-) -> impl IntoView {
-    // Everything here is reference-counted rather than arena-owned: the server renders this
-    // view inside a Suspend, and arena values can be disposed between its dry run and its real
-    // render. The model list is fetched by the browser only (effects never run on the server),
-    // so server rendering never waits on it.
+fn Generator(prefill: Prefill) -> impl IntoView {
     let models = model_list();
+    let connection = use_connection();
     let prompt = ArcRwSignal::new(prefill.prompt);
     let negative = ArcRwSignal::new(prefill.negative_prompt);
-    let model = ArcRwSignal::new(prefill.model.or(default_model).unwrap_or_default());
+    let model = ArcRwSignal::new(prefill.model.unwrap_or_default());
+    // With no model asked for, the form shows the bridge's default once both are known.
+    Effect::new({
+        let (models, model, connection) = (models.clone(), model.clone(), connection.clone());
+        move |_| {
+            let (Some(Ok(list)), Some(default)) = (models.get(), connection.default_model()) else {
+                return;
+            };
+            if model.get_untracked().is_empty() {
+                let offered = |id: &str| list.data.iter().any(|m| m.id == id);
+                let first = list
+                    .data
+                    .iter()
+                    .find(|m| is_generator(m.kind))
+                    .map(|m| m.id.clone());
+                model.set(default.filter(|d| offered(d)).or(first).unwrap_or_default());
+            }
+        }
+    });
     let size = ArcRwSignal::new(prefill.size.unwrap_or_else(|| "auto".into()));
     let count = ArcRwSignal::new(1u32);
     let seed = ArcRwSignal::new(prefill.seed);
     let steps = ArcRwSignal::new(prefill.steps);
     let cfg = ArcRwSignal::new(prefill.cfg);
     let advanced_open = !steps.get_untracked().is_empty() || !cfg.get_untracked().is_empty();
-    let api_key = ArcRwSignal::new(super::key::stored_key());
+    let api_key = connection.api_key.clone();
     let run = Run::new();
-    let (prompt_in, model_in, size_in, key_in, count_in) = (
-        prompt.clone(),
-        model.clone(),
-        size.clone(),
-        api_key.clone(),
-        count.clone(),
-    );
+    let (prompt_in, model_in, size_in, count_in) =
+        (prompt.clone(), model.clone(), size.clone(), count.clone());
     let (prompt_out, size_out, model_sel) = (prompt.clone(), size.clone(), model.clone());
     let (model_track, size_sel) = (model.clone(), size.clone());
     let (models_change, models_sizes) = (models.clone(), models.clone());
     let (steps_in, cfg_in, steps_out, cfg_out) =
         (steps.clone(), cfg.clone(), steps.clone(), cfg.clone());
-    let (negative_in, negative_out, seed_in, key_out) = (
-        negative.clone(),
-        negative.clone(),
-        seed.clone(),
-        api_key.clone(),
-    );
+    let (negative_in, negative_out, seed_in) = (negative.clone(), negative.clone(), seed.clone());
     let on_submit = {
         let run = run.clone();
         move |ev: leptos::ev::SubmitEvent| {
@@ -185,9 +136,9 @@ fn Generator(
                     }>
                         {move || models.get().map(|list| match list {
                             Ok(list) => list.data.into_iter()
-                                .filter(|m| m.kind.is_none() || m.kind == Some(ModelKind::Txt2Img))
+                                .filter(|m| is_generator(m.kind))
                                 .map(|m| {
-                                    let selected = m.id == model_sel.get_untracked();
+                                    let selected = m.id == model_sel.get();
                                     view! { <option value=m.id.clone() selected=selected>{m.id.clone()}</option> }
                                 }).collect_view().into_any(),
                             Err(e) => view! { <option value="">{e}</option> }.into_any(),
@@ -243,26 +194,14 @@ fn Generator(
                             on:input=move |ev| cfg_in.set(event_target_value(&ev))/>
                     </label>
                 </details>
-                <Show when=move || auth_required>
-                    <label>"API key"
-                        <input name="api_key" type="password" autocomplete="off"
-                            prop:value={
-                                let key = key_out.clone();
-                                move || key.get()
-                            }
-                            on:input={
-                                let key = key_in.clone();
-                                move |ev| {
-                                    let value = event_target_value(&ev);
-                                    super::key::store_key(&value);
-                                    key.set(value)
-                                }
-                            }/>
-                    </label>
-                </Show>
                 {run.actions("Generate", "Generating…")}
             </form>
             {run.view()}
         </section>
     }
+}
+
+/// Models the Generate page offers: text to image (or of no declared kind).
+fn is_generator(kind: Option<ModelKind>) -> bool {
+    kind.is_none() || kind == Some(ModelKind::Txt2Img)
 }

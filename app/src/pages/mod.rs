@@ -1,5 +1,6 @@
 pub mod chat;
 mod chat_text;
+pub mod connection;
 pub mod edit;
 mod fetch;
 pub mod gallery;

@@ -1,0 +1,184 @@
+//! The connection, on every page: the health and queue of each ComfyUI server (kept fresh while
+//! the page is open), the API key when the server needs one (kept in this browser), and a
+//! banner when the demo backend stands in for ComfyUI.
+
+use leptos::prelude::*;
+
+use super::key::{store_key, stored_key};
+use crate::server_fns::{BridgeOverview, load_overview};
+
+/// How often the panel asks again, so queues and outages show without a reload.
+#[cfg(feature = "hydrate")]
+const REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Shared by every page through the context.
+#[derive(Clone)]
+pub struct Connection {
+    /// Unset until the browser has asked once.
+    pub overview: ArcRwSignal<Option<Result<BridgeOverview, String>>>,
+    /// The key requests carry; empty when none was given.
+    pub api_key: ArcRwSignal<String>,
+}
+
+impl Connection {
+    /// The model the bridge uses when none is named, once known.
+    pub fn default_model(&self) -> Option<Option<String>> {
+        self.overview.with(|o| {
+            o.as_ref()
+                .map(|o| o.as_ref().ok().and_then(|o| o.default_model.clone()))
+        })
+    }
+}
+
+pub fn use_connection() -> Connection {
+    use_context::<Connection>().expect("the connection is provided by the app")
+}
+
+/// Creates the connection for the whole app and keeps it fresh in the browser.
+pub fn provide_connection() {
+    let connection = Connection {
+        overview: ArcRwSignal::new(None),
+        api_key: ArcRwSignal::new(stored_key()),
+    };
+    // Asked again whenever the key changes, so the panel says at once whether it is right.
+    Effect::new({
+        let c = connection.clone();
+        move |_| refresh(&c, c.api_key.get())
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        let c = connection.clone();
+        if let Ok(handle) =
+            set_interval_with_handle(move || refresh(&c, c.api_key.get_untracked()), REFRESH)
+        {
+            on_cleanup(move || handle.clear());
+        }
+    }
+    provide_context(connection);
+}
+
+fn refresh(c: &Connection, key: String) {
+    let overview = c.overview.clone();
+    leptos::task::spawn_local(async move {
+        let result = load_overview(key).await.map_err(|e| e.to_string());
+        overview.set(Some(result));
+    });
+}
+
+/// A line at the top of every page while the built-in simulator stands in for ComfyUI. Rendered
+/// by the server (the backend does not change while it runs), so nothing moves when it shows.
+#[component]
+pub fn DemoBanner() -> impl IntoView {
+    let first = Resource::new(|| (), |_| load_overview(String::new()));
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                first.await.ok().filter(|o| o.health.demo).map(|_| view! {
+                    <p class="banner" role="status">
+                        "Demo backend: images come from the built-in ComfyUI simulator, not from a real ComfyUI. "
+                        "Set COMFYUI_URL to use your own server."
+                    </p>
+                })
+            })}
+        </Suspense>
+    }
+}
+
+/// The header's connection summary, opening to each server's state and the API key.
+#[component]
+pub fn ConnectionPanel() -> impl IntoView {
+    let c = use_connection();
+    let (overview, summary_of, needs_key) =
+        (c.overview.clone(), c.overview.clone(), c.overview.clone());
+    // Open by itself while the server wants a key the browser does not have.
+    let key_missing =
+        move || needs_key.with(|o| matches!(o, Some(Ok(o)) if o.key_accepted == Some(false)));
+    let (key_in, key_out) = (c.api_key.clone(), c.api_key.clone());
+    let (auth, accepted) = (c.overview.clone(), c.overview.clone());
+    view! {
+        <details class="connection" prop:open=key_missing.clone()>
+            <summary>{move || summary(&summary_of.get())}</summary>
+            <div class="connection-body">
+                {move || match overview.get() {
+                    None => view! { <p class="muted">"Asking the bridge…"</p> }.into_any(),
+                    Some(Err(e)) => view! { <p class="error">"The bridge did not answer: " {e}</p> }.into_any(),
+                    Some(Ok(o)) => details(o).into_any(),
+                }}
+                <Show when=move || auth.with(|o| matches!(o, Some(Ok(o)) if o.auth_required))>
+                    <label class="key">"API key"
+                        <input name="api_key" type="password" autocomplete="off"
+                            placeholder="needed by this server"
+                            prop:value={
+                                let k = key_out.clone();
+                                move || k.get()
+                            }
+                            on:input={
+                                let k = key_in.clone();
+                                move |ev| {
+                                    let value = event_target_value(&ev);
+                                    store_key(&value);
+                                    k.set(value)
+                                }
+                            }/>
+                    </label>
+                    <p class="muted key-state">{
+                        let o = accepted.clone();
+                        move || o.with(|o| match o {
+                            Some(Ok(o)) if o.key_accepted == Some(true) => "Key accepted. It is kept in this browser only.",
+                            _ => "This server needs an API key for generating and for the gallery.",
+                        })
+                    }</p>
+                </Show>
+            </div>
+        </details>
+    }
+}
+
+fn summary(overview: &Option<Result<BridgeOverview, String>>) -> String {
+    match overview {
+        None => "Connecting…".into(),
+        Some(Err(_)) => "Bridge unreachable".into(),
+        Some(Ok(o)) if o.key_accepted == Some(false) => "API key needed".into(),
+        Some(Ok(o)) => {
+            let up = o.health.servers.iter().filter(|s| s.reachable).count();
+            let queued: u64 = o
+                .health
+                .servers
+                .iter()
+                .filter_map(|s| s.queue_remaining)
+                .sum();
+            match (up, o.health.servers.len()) {
+                (0, _) => "ComfyUI unreachable".into(),
+                (up, all) if up < all => format!("ComfyUI {up} of {all} up · queue {queued}"),
+                _ => format!("ComfyUI ok · queue {queued}"),
+            }
+        }
+    }
+}
+
+fn details(o: BridgeOverview) -> impl IntoView {
+    let health = o.health;
+    view! {
+        <ul class="servers">
+            {health.servers.into_iter().map(|s| {
+                let state = if s.reachable { "reachable" } else { "unreachable" };
+                view! {
+                    <li class:bad=!s.reachable>
+                        <code>{s.url}</code>
+                        <span>{format!(" {state}")}</span>
+                        {s.queue_remaining.map(|q| format!(", {q} in queue"))}
+                        {s.comfyui_version.map(|v| format!(", ComfyUI {v}"))}
+                        {(!s.socket_connected && s.reachable).then_some(", events socket reconnecting")}
+                        {s.error.map(|e| view! { <span class="error">{format!(" ({e})")}</span> })}
+                    </li>
+                }
+            }).collect_view()}
+        </ul>
+        <p class="muted">"Models: " {health.workflows.models.join(", ")}</p>
+        {(!health.workflows.errors.is_empty()).then(|| view! {
+            <ul class="error">
+                {health.workflows.errors.into_iter().map(|e| view! { <li>{e}</li> }).collect_view()}
+            </ul>
+        })}
+    }
+}
