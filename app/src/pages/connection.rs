@@ -45,15 +45,19 @@ pub fn provide_connection() {
         let c = connection.clone();
         move |_| refresh(&c, c.api_key.get())
     });
+    // In an effect, so it only ever starts in the browser.
     #[cfg(feature = "hydrate")]
-    {
+    Effect::new({
         let c = connection.clone();
-        if let Ok(handle) =
-            set_interval_with_handle(move || refresh(&c, c.api_key.get_untracked()), REFRESH)
-        {
-            on_cleanup(move || handle.clear());
+        move |_| {
+            let c = c.clone();
+            if let Ok(handle) =
+                set_interval_with_handle(move || refresh(&c, c.api_key.get_untracked()), REFRESH)
+            {
+                on_cleanup(move || handle.clear());
+            }
         }
-    }
+    });
     provide_context(connection);
 }
 
