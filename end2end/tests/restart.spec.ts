@@ -5,8 +5,9 @@ import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { expect, test } from "@playwright/test";
 
-// This test runs a bridge of its own (scripts/test says where the binary is), with an API key,
-// so it can stop and start it again on the same data directory.
+// This test runs a bridge of its own (scripts/test says where the binary is), with an API key
+// and a gallery of the web app's images only, so it can stop and start it again on the same
+// data directory.
 const BIN = process.env.BRIDGE_BIN;
 const KEY = "sk-e2e-secret";
 
@@ -24,7 +25,7 @@ async function startBridge(dataDir: string, port: number): Promise<ChildProcess>
   const child = spawn(BIN!, ["--demo", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir], {
     // From the repository, where the workflows are.
     cwd: resolve(__dirname, "..", ".."),
-    env: { ...process.env, API_KEY: KEY, DEMO_STEP_DELAY_MS: "5", RUST_LOG: "warn" },
+    env: { ...process.env, API_KEY: KEY, GALLERY: "ui", DEMO_STEP_DELAY_MS: "5", RUST_LOG: "warn" },
     stdio: "ignore",
   });
   for (let i = 0; i < 100; i++) {
@@ -45,7 +46,7 @@ async function stopBridge(child: ChildProcess) {
   await exited;
 }
 
-test("the API key is asked for, kept, and the gallery survives a server restart", async ({ page }) => {
+test("the API key is asked for, kept, and the gallery survives a server restart", async ({ page, request }) => {
   expect(BIN, "scripts/test sets BRIDGE_BIN to the bridge binary").toBeTruthy();
   const dataDir = mkdtempSync(join(tmpdir(), "bridge-e2e-"));
   const port = await freePort();
@@ -77,6 +78,12 @@ test("the API key is asked for, kept, and the gallery survives a server restart"
     await page.locator("select[name=size]").selectOption("64x64");
     await page.getByRole("button", { name: "Generate" }).click();
     await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
+    // With GALLERY=ui, an image made through the API by another client is not kept.
+    const api = await request.post(`${base}/v1/images/generations`, {
+      headers: { Authorization: `Bearer ${KEY}` },
+      data: { model: "weightfree-txt2img", prompt: "not for the gallery", size: "64x64" },
+    });
+    expect(api.ok()).toBeTruthy();
 
     await page.getByRole("link", { name: "Gallery" }).click();
     await expect(page.locator(".gallery .count")).toHaveText("1 image");

@@ -83,9 +83,10 @@ pub struct Config {
     /// Directory for images served by URL.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
-    /// Keep every image made (through the API and the web app) in the gallery, under DATA_DIR.
-    #[arg(long, env = "GALLERY", default_value_t = true, action = clap::ArgAction::Set)]
-    pub gallery: bool,
+    /// Which images the gallery under DATA_DIR keeps: `all` (the API's and the web app's),
+    /// `ui` (the web app's, and requests that send `X-Bridge-Gallery: keep`) or `off`.
+    #[arg(long, env = "GALLERY", value_enum, default_value_t = GalleryMode::All)]
+    pub gallery: GalleryMode,
     /// How long images served by URL are kept, in seconds.
     #[arg(long, env = "IMAGE_RETENTION_SECS", default_value_t = 3600)]
     pub image_retention_secs: u64,
@@ -127,6 +128,15 @@ pub struct Config {
     /// Longest silence on a streamed reply before a keep-alive comment, in seconds.
     #[arg(long, env = "SSE_KEEPALIVE_SECS", default_value_t = 15)]
     pub sse_keepalive_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GalleryMode {
+    #[value(alias = "true")]
+    All,
+    Ui,
+    #[value(alias = "false")]
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

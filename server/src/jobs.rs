@@ -185,7 +185,9 @@ async fn run_all(
         .buffered(limits.per_request)
         .try_collect::<Vec<Generated>>()
         .await?;
-    if let Some(gallery) = &bridge.gallery {
+    if job.keep
+        && let Some(gallery) = &bridge.gallery
+    {
         keep(gallery, job, &images, started.elapsed());
     }
     Ok(images)

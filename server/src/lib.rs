@@ -102,7 +102,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     images.spawn_sweeper(shutdown.clone());
-    let gallery = if config.gallery {
+    let gallery = if config.gallery != config::GalleryMode::Off {
         let gallery = Gallery::open(&config.data_dir)
             .await
             .with_context(|| format!("opening the gallery in {}", config.data_dir.display()))?;

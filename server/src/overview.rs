@@ -66,7 +66,7 @@ impl Overview {
         bridge
             .gallery
             .as_ref()
-            .ok_or_else(|| "The gallery is off on this server (GALLERY=false).".to_string())
+            .ok_or_else(|| "The gallery is off on this server (GALLERY=off).".to_string())
     }
 }
 

@@ -28,12 +28,15 @@ pub struct Bridge {
     pub limits: Limits,
     pub images: ImageStore,
     pub fetcher: Fetcher,
-    /// Where every image made is kept; `None` with `GALLERY=off`.
+    /// Where images made are kept; `None` with `GALLERY=off`.
     pub gallery: Option<Gallery>,
     /// True when the pool points at the built-in simulator.
     pub demo: bool,
     models: RwLock<Models>,
 }
+
+/// The header a client sends to have its images kept with `GALLERY=ui`.
+pub const KEEP_HEADER: &str = "x-bridge-gallery";
 
 /// The last good set of workflows, and what went wrong with the newest attempt to load them.
 struct Models {
@@ -129,6 +132,16 @@ impl Bridge {
 
     /// The model an edit names, or the default edit model: the configured one, else the first
     /// inpaint model when a mask comes with the edit, else the first image-to-image model.
+    /// Whether a request's images go to the gallery: all of them, or with `GALLERY=ui` those
+    /// of requests that ask (the web app does, with `X-Bridge-Gallery: keep`).
+    pub fn keeps(&self, headers: &axum::http::HeaderMap) -> bool {
+        self.gallery.is_some()
+            && (self.config.gallery == crate::config::GalleryMode::All
+                || headers
+                    .get(KEEP_HEADER)
+                    .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"keep")))
+    }
+
     pub fn edit_model(&self, requested: Option<&str>, masked: bool) -> Option<Arc<Template>> {
         let set = self.templates();
         if let Some(id) = requested.filter(|m| !m.is_empty()) {

@@ -28,6 +28,8 @@ pub struct Generation {
     pub output_format: OutputFormat,
     pub output_compression: Option<u8>,
     pub quality: String,
+    /// Whether the images go to the gallery; set by the route, which sees the headers.
+    pub keep: bool,
 }
 
 pub fn generation(
@@ -315,6 +317,7 @@ fn common(
         output_format: req.output_format.unwrap_or_default(),
         output_compression: req.output_compression,
         quality: quality.to_string(),
+        keep: false,
     })
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 use app::api::gallery::{GalleryPage, GalleryQuery};
 use common::*;
 use serde_json::{Value, json};
-use server::gallery::Gallery;
+use server::{config::GalleryMode, gallery::Gallery};
 
 fn gallery(h: &Harness) -> &Gallery {
     h.bridge
@@ -272,9 +272,32 @@ async fn the_overview_says_whether_the_browsers_key_is_right() {
     );
 }
 
+/// `GALLERY=ui`: the API's images are not kept, the web app's (and any request that asks) are.
+#[tokio::test]
+async fn with_gallery_ui_only_requests_that_ask_are_kept() {
+    let h = start_with(|c| c.gallery = GalleryMode::Ui).await;
+    let body = |prompt: &str| json!({"model": MODEL, "prompt": prompt, "size": "64x64"});
+    let (status, _) = h.generate(body("from a script")).await;
+    assert_eq!(status, 200);
+    let res = h
+        .http
+        .post(format!("{}/v1/images/generations", h.url))
+        .header("X-Bridge-Gallery", "keep")
+        .json(&body("from the web app"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    let page = wait_for(&h, 1).await;
+    assert_eq!(page.items[0].prompt, "from the web app");
+    // Nothing more arrives for the first request.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(list(&h, all()).await.total, 1);
+}
+
 #[tokio::test]
 async fn nothing_is_kept_with_the_gallery_off() {
-    let h = start_with(|c| c.gallery = false).await;
+    let h = start_with(|c| c.gallery = GalleryMode::Off).await;
     let (status, _) = h
         .generate(json!({"model": MODEL, "prompt": "x", "size": "64x64"}))
         .await;

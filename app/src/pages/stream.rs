@@ -151,7 +151,10 @@ pub async fn send(
         Body::Chat(_) => "/v1/chat/completions",
         Body::Edit(_) => "/v1/images/edits",
     };
-    let mut req = gloo_net::http::Request::post(path).abort_signal(Some(&controller.signal()));
+    // The web app's images are kept in the gallery even when it keeps no others (GALLERY=ui).
+    let mut req = gloo_net::http::Request::post(path)
+        .abort_signal(Some(&controller.signal()))
+        .header("X-Bridge-Gallery", "keep");
     if !api_key.is_empty() {
         req = req.header("Authorization", &format!("Bearer {api_key}"));
     }

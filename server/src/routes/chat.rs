@@ -56,7 +56,7 @@ pub async fn completions(
         cfg: req.cfg,
         ..ImageGenerationRequest::default()
     };
-    let (job, inputs) = if edit {
+    let (mut job, inputs) = if edit {
         let mut images = Vec::with_capacity(turn.images.len());
         for (param, url) in turn.images {
             let data = upload::resolve(
@@ -88,6 +88,7 @@ pub async fn completions(
             .map_err(in_messages)?;
         (job, Inputs::default())
     };
+    job.keep = bridge.keeps(&headers);
 
     let streamed = req.stream == Some(true);
     let include_usage = req

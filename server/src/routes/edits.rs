@@ -48,7 +48,8 @@ async fn run(
         .edit_model(upload.req.model.as_deref(), upload.mask.is_some())
         .ok_or_else(|| unknown_model(upload.req.model.as_deref()))?;
     let streamed = stream_options(&upload.req, Kind::Edit);
-    let (job, inputs) = prepare(bridge, template, upload, variation).await?;
+    let (mut job, inputs) = prepare(bridge, template, upload, variation).await?;
+    job.keep = bridge.keeps(headers);
     if let Some(options) = streamed {
         return Ok(image_stream::respond(bridge.clone(), job, inputs, options));
     }

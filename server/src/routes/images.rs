@@ -31,7 +31,8 @@ pub async fn generations(
         .model(req.model.as_deref())
         .ok_or_else(|| unknown_model(req.model.as_deref()))?;
     let streamed = stream_options(&req, Kind::Generation);
-    let job = validate::generation(req, template, bridge.config.max_prompt_chars)?;
+    let mut job = validate::generation(req, template, bridge.config.max_prompt_chars)?;
+    job.keep = bridge.keeps(&headers);
     if let Some(options) = streamed {
         return Ok(image_stream::respond(
             bridge.clone(),
