@@ -1,0 +1,30 @@
+import { expect, test } from "@playwright/test";
+
+test("every page fits a phone's width", async ({ page }) => {
+  await page.setViewportSize({ width: 390, height: 844 });
+  for (const path of ["/", "/edit", "/chat", "/gallery"]) {
+    await page.goto(path);
+    // Hydrated: the connection summary has been filled in.
+    await expect(page.locator("details.connection summary")).not.toHaveText("Connecting…");
+    const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    expect(overflow, `${path} scrolls sideways`).toBeLessThanOrEqual(0);
+  }
+});
+
+test("Generate works from the keyboard alone", async ({ page }) => {
+  await page.goto("/");
+  await expect(page.locator("select[name=model] option[value=weightfree-txt2img]")).toHaveCount(1);
+  await page.locator("select[name=model]").selectOption("weightfree-txt2img");
+  await page.locator("select[name=size]").selectOption("64x64");
+  await page.locator("textarea[name=prompt]").focus();
+  await page.keyboard.type("a paper boat");
+  // Tab along the form to the Generate button and press it.
+  for (let i = 0; i < 20; i++) {
+    const label = await page.evaluate(() => document.activeElement?.textContent?.trim());
+    if (label === "Generate") break;
+    await page.keyboard.press("Tab");
+  }
+  await expect(page.locator(":focus")).toHaveText("Generate");
+  await page.keyboard.press("Enter");
+  await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
+});
