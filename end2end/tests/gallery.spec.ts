@@ -109,3 +109,30 @@ test("use these settings makes the same image again", async ({ page, request }) 
   await expect(page.locator(".results figcaption")).toContainText("Done · seed 12345", { timeout: 30_000 });
   await expect(page.locator(".results img.final")).toHaveAttribute("src", `data:image/png;base64,${original}`);
 });
+
+test("the gallery pages through 24 images at a time", async ({ page, request }) => {
+  const tag = `pg${Date.now()}`;
+  // 26 small images, four per request.
+  for (let made = 0; made < 26; made += 4) {
+    const res = await request.post("/v1/images/generations", {
+      data: { model: "weightfree-txt2img", prompt: `${tag} pebble`, size: "64x64", n: Math.min(4, 26 - made) },
+    });
+    expect(res.ok()).toBeTruthy();
+  }
+  // Thumbnails are made one at a time, after the replies.
+  await expect.poll(() => galleryTotal(request, tag), { timeout: 30_000 }).toBe(26);
+
+  await page.goto(`/gallery?search=${tag}`);
+  await expect(page.locator(".gallery .count")).toHaveText("26 images");
+  const thumbs = page.locator(".gallery .grid img");
+  await expect(thumbs).toHaveCount(24);
+  const pager = page.getByRole("navigation", { name: "Pages" }).last();
+  await expect(pager).toContainText("Page 1 of 2");
+  await expect(pager.getByRole("button", { name: "Previous" })).toBeDisabled();
+  await pager.getByRole("button", { name: "Next" }).click();
+  await expect(pager).toContainText("Page 2 of 2");
+  await expect(thumbs).toHaveCount(2);
+  await expect(pager.getByRole("button", { name: "Next" })).toBeDisabled();
+  await pager.getByRole("button", { name: "Previous" }).click();
+  await expect(thumbs).toHaveCount(24);
+});

@@ -47,6 +47,10 @@ test("the home page shows the demo backend and generates an image", async ({ pag
   const size = await img.evaluate((el: HTMLImageElement) => [el.naturalWidth, el.naturalHeight]);
   expect(size).toEqual([256, 256]);
   await expect(page.locator(".results figcaption")).toContainText(/Done · seed \d+/);
+  // The seed can go back into the form, to make the same image again.
+  const seed = (await page.locator(".results figcaption").textContent())!.match(/seed (\d+)/)![1];
+  await page.getByRole("button", { name: "Reuse seed" }).click();
+  await expect(page.locator("input[name=seed]")).toHaveValue(seed);
   // The prompt is text, never markup.
   await expect(page.locator(".results b")).toHaveCount(0);
 });

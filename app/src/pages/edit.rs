@@ -72,7 +72,7 @@ pub fn EditPage() -> impl IntoView {
     };
     let models = model_list();
     browser::listen_for_paste(&form);
-    let run = Run::new();
+    let run = Run::new(form.seed.clone());
     let on_submit = {
         let (form, run) = (form.clone(), run.clone());
         move |ev: leptos::ev::SubmitEvent| {

@@ -66,7 +66,7 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     let cfg = ArcRwSignal::new(prefill.cfg);
     let advanced_open = !steps.get_untracked().is_empty() || !cfg.get_untracked().is_empty();
     let api_key = connection.api_key.clone();
-    let run = Run::new();
+    let run = Run::new(seed.clone());
     let (prompt_in, model_in, size_in, count_in) =
         (prompt.clone(), model.clone(), size.clone(), count.clone());
     let (prompt_out, size_out, model_sel) = (prompt.clone(), size.clone(), model.clone());

@@ -39,16 +39,19 @@ pub(super) struct Run {
     /// The prompt the shown images were made from, their alt text.
     prompt: ArcRwSignal<String>,
     cancel: ArcRwSignal<Option<Cancel>>,
+    /// The form's seed field, which "Reuse seed" on an image fills in.
+    seed_field: ArcRwSignal<String>,
 }
 
 impl Run {
-    pub(super) fn new() -> Run {
+    pub(super) fn new(seed_field: ArcRwSignal<String>) -> Run {
         Run {
             slots: ArcRwSignal::new(Vec::new()),
             running: ArcRwSignal::new(false),
             error: ArcRwSignal::new(None),
             prompt: ArcRwSignal::new(String::new()),
             cancel: ArcRwSignal::new(None),
+            seed_field,
         }
     }
 
@@ -83,12 +86,13 @@ impl Run {
     /// The error and the frames, below a page's form.
     pub(super) fn view(&self) -> impl IntoView + use<> {
         let (error, slots, shown) = (self.error.clone(), self.slots.clone(), self.prompt.clone());
+        let seed_field = self.seed_field.clone();
         view! {
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             <div class="results">
                 {move || {
                     let alt = shown.get();
-                    slots.get().into_iter().map(|slot| slot_view(slot, alt.clone())).collect_view()
+                    slots.get().into_iter().map(|slot| slot_view(slot, alt.clone(), seed_field.clone())).collect_view()
                 }}
             </div>
         }
@@ -100,7 +104,7 @@ type Cancel = futures::channel::oneshot::Sender<()>;
 #[cfg(not(feature = "hydrate"))]
 type Cancel = ();
 
-fn slot_view(slot: Slot, alt: String) -> impl IntoView {
+fn slot_view(slot: Slot, alt: String, seed_field: ArcRwSignal<String>) -> impl IntoView {
     let Slot {
         status,
         step,
@@ -109,6 +113,7 @@ fn slot_view(slot: Slot, alt: String) -> impl IntoView {
         seed,
     } = slot;
     let step_value = step.clone();
+    let reuse = seed.clone();
     view! {
         <figure class="slot">
             <div class="frame">
@@ -125,6 +130,13 @@ fn slot_view(slot: Slot, alt: String) -> impl IntoView {
                 <span class="status">{move || status.get()}</span>
                 {move || seed.get().map(|s| format!(" · seed {s}"))}
             </figcaption>
+            {move || reuse.get().map(|s| {
+                let field = seed_field.clone();
+                view! {
+                    <button type="button" class="secondary small" title="Put this seed in the form, to make this image again or vary it"
+                        on:click=move |_| field.set(s.to_string())>"Reuse seed"</button>
+                }
+            })}
         </figure>
     }
 }
