@@ -21,6 +21,9 @@ test("a chat streams its progress apart from the answer, edits an image, and is 
   const made = reply.locator("img.made");
   await expect(made).toHaveCount(1, { timeout: 30_000 });
   await expect.poll(() => made.evaluate((el: HTMLImageElement) => el.naturalWidth)).toBeGreaterThan(0);
+  // Its place is held at the reply's size, so nothing jumps while it loads.
+  await expect(made).toHaveAttribute("width", "1024");
+  await expect(made).toHaveAttribute("height", "1024");
   await expect(reply.locator(".answer")).toContainText("Made with sdxl");
   await expect(reply.locator(".answer code")).toHaveText("sdxl");
   // ComfyUI's progress is kept beside the answer, not in it.

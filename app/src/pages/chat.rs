@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use leptos::prelude::*;
 
 use super::{
-    chat_text::{Conversation, Piece, Turn, code_spans, pieces},
+    chat_text::{Conversation, Piece, Turn, code_spans, made_size, pieces},
     fetch::model_list,
 };
 
@@ -159,6 +159,10 @@ fn turn_view(
     let alt = turn.text.clone();
     let images: Vec<_> = turn.images.iter().map(|k| image(k, alt.clone())).collect();
     let has_reasoning = !turn.reasoning.is_empty();
+    // Width and height hold each image's place while it loads.
+    let (width, height) = made_size(&turn.text)
+        .map(|(w, h)| (w.to_string(), h.to_string()))
+        .unzip();
     view! {
         <li class="turn assistant" aria-busy=streaming.then_some("true")>
             <Show when=move || has_reasoning>
@@ -169,10 +173,10 @@ fn turn_view(
             </Show>
             <div class="made">
                 {images.into_iter().map(|(key, src, alt)| {
-                    let state = state.clone();
+                    let (state, width, height) = (state.clone(), width.clone(), height.clone());
                     view! {
                         <figure>
-                            <img class="made" src=src alt=alt/>
+                            <img class="made" src=src alt=alt width=width height=height/>
                             <button type="button" class="secondary"
                                 on:click=move |_| state.attachment.set(Some(key.clone()))>"Edit this image"</button>
                         </figure>

@@ -171,6 +171,16 @@ fn flush(out: &mut Vec<Piece>, text: &mut String) {
     text.clear();
 }
 
+/// The size a reply says its images are ("… at 1024x768, …"), so the page can hold their
+/// place before they load.
+pub fn made_size(text: &str) -> Option<(u32, u32)> {
+    text.split(" at ").skip(1).find_map(|rest| {
+        let token = rest.split([',', ' ', '.']).next()?;
+        let (w, h) = token.split_once('x')?;
+        Some((w.parse().ok()?, h.parse().ok()?))
+    })
+}
+
 /// Text with `code` spans: `(is_code, text)` runs, for a reply like "Made with `sdxl` at …".
 pub fn code_spans(text: &str) -> Vec<(bool, String)> {
     text.split('`')
@@ -213,6 +223,16 @@ mod tests {
                 "![x](javascript:alert(1)) and ![y](//evil.example/a.png)".into()
             )]
         );
+    }
+
+    #[test]
+    fn the_size_is_read_from_the_reply() {
+        assert_eq!(
+            made_size("Made with `sdxl` at 1344x768, seed 5."),
+            Some((1344, 768))
+        );
+        assert_eq!(made_size("a cat at home"), None);
+        assert_eq!(made_size(""), None);
     }
 
     #[test]
