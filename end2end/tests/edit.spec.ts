@@ -105,3 +105,33 @@ test("editing with no image says what is missing", async ({ page }) => {
   await page.getByRole("button", { name: "Edit", exact: true }).click();
   await expect(page.getByRole("alert")).toHaveText("Drop, paste or pick an image to edit first.");
 });
+
+test("an uploaded mask file is used instead of painting", async ({ page, request }) => {
+  const tag = `m${Date.now()}`;
+  await openEdit(page);
+  await page.locator("input[name=image]").setInputFiles({
+    name: "photo.png",
+    mimeType: "image/png",
+    buffer: await picture(request, "256x256"),
+  });
+  await expect(page.locator(".drop")).toContainText("256x256.");
+  // A mask as OpenAI describes it: opaque, with a transparent square where the image may change.
+  const mask = await page.evaluate(() => {
+    const c = document.createElement("canvas");
+    c.width = c.height = 256;
+    const ctx = c.getContext("2d")!;
+    ctx.fillRect(0, 0, 256, 256);
+    ctx.clearRect(64, 64, 128, 128);
+    return c.toDataURL("image/png").split(",")[1];
+  });
+  await page.locator("input[name=mask]").setInputFiles({
+    name: "mask.png",
+    mimeType: "image/png",
+    buffer: Buffer.from(mask, "base64"),
+  });
+  await expect(page.locator(".mask-tools")).toContainText("The mask file is used instead of the painting.");
+  await page.locator("textarea[name=prompt]").fill(`${tag} a window`);
+  await page.getByRole("button", { name: "Edit", exact: true }).click();
+  await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
+  await expect.poll(() => galleryModels(request, tag)).toEqual([expect.stringContaining("inpaint")]);
+});
