@@ -110,20 +110,24 @@ test("use these settings makes the same image again", async ({ page, request }) 
   await expect(page.locator(".results img.final")).toHaveAttribute("src", `data:image/png;base64,${original}`);
 });
 
-test("the gallery pages through 24 images at a time", async ({ page, request }) => {
+test("the gallery pages through 24 images at a time, and filters by model", async ({ page, request }) => {
   const tag = `pg${Date.now()}`;
-  // 26 small images, four per request.
+  // 26 small images, four per request, and one of another model.
   for (let made = 0; made < 26; made += 4) {
     const res = await request.post("/v1/images/generations", {
       data: { model: "weightfree-txt2img", prompt: `${tag} pebble`, size: "64x64", n: Math.min(4, 26 - made) },
     });
     expect(res.ok()).toBeTruthy();
   }
+  const other = await request.post("/v1/images/generations", {
+    data: { model: "sdxl", prompt: `${tag} pebble`, size: "512x512", steps: 2 },
+  });
+  expect(other.ok()).toBeTruthy();
   // Thumbnails are made one at a time, after the replies.
-  await expect.poll(() => galleryTotal(request, tag), { timeout: 30_000 }).toBe(26);
+  await expect.poll(() => galleryTotal(request, tag), { timeout: 30_000 }).toBe(27);
 
   await page.goto(`/gallery?search=${tag}`);
-  await expect(page.locator(".gallery .count")).toHaveText("26 images");
+  await expect(page.locator(".gallery .count")).toHaveText("27 images");
   const thumbs = page.locator(".gallery .grid img");
   await expect(thumbs).toHaveCount(24);
   const pager = page.getByRole("navigation", { name: "Pages" }).last();
@@ -131,8 +135,12 @@ test("the gallery pages through 24 images at a time", async ({ page, request }) 
   await expect(pager.getByRole("button", { name: "Previous" })).toBeDisabled();
   await pager.getByRole("button", { name: "Next" }).click();
   await expect(pager).toContainText("Page 2 of 2");
-  await expect(thumbs).toHaveCount(2);
+  await expect(thumbs).toHaveCount(3);
   await expect(pager.getByRole("button", { name: "Next" })).toBeDisabled();
   await pager.getByRole("button", { name: "Previous" }).click();
   await expect(thumbs).toHaveCount(24);
+
+  await page.locator(".gallery select[name=model]").selectOption("sdxl");
+  await expect(page.locator(".gallery .count")).toHaveText("1 image");
+  await expect(thumbs).toHaveCount(1);
 });
