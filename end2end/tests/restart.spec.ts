@@ -60,6 +60,14 @@ test("the API key is asked for, kept, and the gallery survives a server restart"
     const key = panel.locator("input[name=api_key]");
     await expect(key).toBeVisible();
     await expect(panel).toContainText("This server needs an API key");
+    // Escape closes it, and it stays closed while the page keeps asking the server.
+    await key.press("Escape");
+    await expect(panel).not.toHaveJSProperty("open", true);
+    await expect(panel.locator("summary")).toBeFocused();
+    await page.waitForTimeout(6_000);
+    await expect(panel).not.toHaveJSProperty("open", true);
+    await panel.locator("summary").press("Enter");
+    await expect(key).toBeVisible();
 
     // Without it, the models cannot be listed and generating fails, in the envelope's words.
     const model = page.locator("select[name=model]");

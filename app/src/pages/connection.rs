@@ -51,14 +51,27 @@ pub fn provide_connection() {
         let c = connection.clone();
         move |_| {
             let c = c.clone();
-            if let Ok(handle) =
-                set_interval_with_handle(move || refresh(&c, c.api_key.get_untracked()), REFRESH)
-            {
+            if let Ok(handle) = set_interval_with_handle(
+                move || {
+                    // A tab in the background does not need fresh numbers.
+                    if !page_hidden() {
+                        refresh(&c, c.api_key.get_untracked())
+                    }
+                },
+                REFRESH,
+            ) {
                 on_cleanup(move || handle.clear());
             }
         }
     });
     provide_context(connection);
+}
+
+#[cfg(feature = "hydrate")]
+fn page_hidden() -> bool {
+    web_sys::window()
+        .and_then(|w| w.document())
+        .is_some_and(|d| d.hidden())
 }
 
 fn refresh(c: &Connection, key: String) {
@@ -95,12 +108,20 @@ pub fn ConnectionPanel() -> impl IntoView {
     let (overview, summary_of, needs_key) =
         (c.overview.clone(), c.overview.clone(), c.overview.clone());
     // Open by itself while the server wants a key the browser does not have.
-    let key_missing =
-        move || needs_key.with(|o| matches!(o, Some(Ok(o)) if o.key_accepted == Some(false)));
+    // A memo, so a refresh that changes nothing does not open it again after it was closed.
+    let key_missing = ArcMemo::new(move |_| {
+        needs_key.with(|o| matches!(o, Some(Ok(o)) if o.key_accepted == Some(false)))
+    });
     let (key_in, key_out) = (c.api_key.clone(), c.api_key.clone());
     let (auth, accepted) = (c.overview.clone(), c.overview.clone());
     view! {
-        <details class="connection" prop:open=key_missing.clone()>
+        <details class="connection" prop:open=move || key_missing.get()
+            on:keydown=|ev: leptos::ev::KeyboardEvent| {
+                // Escape closes the panel and leaves the focus on its summary.
+                if ev.key() == "Escape" {
+                    close_details(&ev);
+                }
+            }>
             <summary>{move || summary(&summary_of.get())}</summary>
             <div class="connection-body">
                 {move || match overview.get() {
@@ -135,6 +156,24 @@ pub fn ConnectionPanel() -> impl IntoView {
                 </Show>
             </div>
         </details>
+    }
+}
+
+fn close_details(ev: &leptos::ev::KeyboardEvent) {
+    use leptos::wasm_bindgen::JsCast;
+    let details = ev
+        .current_target()
+        .and_then(|t| t.dyn_into::<leptos::web_sys::HtmlDetailsElement>().ok());
+    if let Some(details) = details {
+        details.set_open(false);
+        if let Some(summary) = details
+            .query_selector("summary")
+            .ok()
+            .flatten()
+            .and_then(|s| s.dyn_into::<leptos::web_sys::HtmlElement>().ok())
+        {
+            let _ = summary.focus();
+        }
     }
 }
 
