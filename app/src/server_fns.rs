@@ -32,6 +32,8 @@ pub mod ports {
     pub trait OverviewPort: Send + Sync {
         /// `api_key` is the browser's, checked so the page can say whether it is right.
         fn overview(&self, api_key: String) -> Reply<'_, BridgeOverview>;
+        /// Whether the built-in simulator stands in for ComfyUI; known without asking any server.
+        fn demo(&self) -> bool;
         /// `api_key` is what the browser holds; the server checks it when it needs one.
         fn gallery(
             &self,
@@ -59,6 +61,13 @@ fn port() -> Result<ports::SharedOverview, ServerFnError> {
 #[server(endpoint = "overview", input = server_fn::codec::Json)]
 pub async fn load_overview(api_key: String) -> Result<BridgeOverview, ServerFnError> {
     Ok(port()?.overview(api_key).await)
+}
+
+/// Whether the demo backend is in use: for the banner every page renders, which must not wait
+/// on probing the ComfyUI servers as the full overview does.
+#[server(endpoint = "demo")]
+pub async fn is_demo() -> Result<bool, ServerFnError> {
+    Ok(port()?.demo())
 }
 
 /// A page of the gallery. The API key travels in the request body, like any other argument,

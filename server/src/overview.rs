@@ -31,6 +31,10 @@ impl OverviewPort for Overview {
         })
     }
 
+    fn demo(&self) -> bool {
+        self.0.demo
+    }
+
     fn gallery(
         &self,
         query: GalleryQuery,

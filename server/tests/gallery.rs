@@ -264,6 +264,18 @@ async fn the_overview_says_whether_the_browsers_key_is_right() {
         assert!(o["health"]["servers"][0]["reachable"].as_bool().unwrap());
     }
     let open = start().await;
+    // The demo banner's question needs no key and no probing: this harness brings its own
+    // simulator, so the bridge is not in demo mode.
+    let res = open
+        .http
+        .post(format!("{}/api/demo", open.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (res.status().as_u16(), res.text().await.unwrap().as_str()),
+        (200, "false")
+    );
     let (_, text) = call(&open, "overview", json!({"api_key": ""})).await;
     let o: Value = serde_json::from_str(&text).unwrap();
     assert_eq!(

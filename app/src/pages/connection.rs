@@ -5,7 +5,7 @@
 use leptos::prelude::*;
 
 use super::key::{store_key, stored_key};
-use crate::server_fns::{BridgeOverview, load_overview};
+use crate::server_fns::{BridgeOverview, is_demo, load_overview};
 
 /// How often the panel asks again, so queues and outages show without a reload.
 #[cfg(feature = "hydrate")]
@@ -86,11 +86,11 @@ fn refresh(c: &Connection, key: String) {
 /// by the server (the backend does not change while it runs), so nothing moves when it shows.
 #[component]
 pub fn DemoBanner() -> impl IntoView {
-    let first = Resource::new(|| (), |_| load_overview(String::new()));
+    let demo = Resource::new(|| (), |_| is_demo());
     view! {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
-                first.await.ok().filter(|o| o.health.demo).map(|_| view! {
+                demo.await.ok().filter(|&d| d).map(|_| view! {
                     <p class="banner" role="status">
                         "Demo backend: images come from the built-in ComfyUI simulator, not from a real ComfyUI. "
                         "Set COMFYUI_URL to use your own server."
