@@ -7,14 +7,10 @@ use std::collections::HashMap;
 use leptos::prelude::*;
 
 use super::{
-    chat_text::{Conversation, Piece, Turn, code_spans, made_size, pieces},
+    chat_text::{Conversation, Turn, code_spans, made_size},
     fetch::model_list,
+    results::Cancel,
 };
-
-#[cfg(feature = "hydrate")]
-pub(super) type Cancel = futures::channel::oneshot::Sender<()>;
-#[cfg(not(feature = "hydrate"))]
-pub(super) type Cancel = ();
 
 /// The page's state; reference-counted so the browser-only code can share it.
 #[derive(Clone)]
@@ -33,6 +29,9 @@ pub(super) struct ChatState {
     pub cancel: ArcRwSignal<Option<Cancel>>,
     /// Trouble with the page itself (storage full, a file that is no image).
     pub notice: ArcRwSignal<Option<String>>,
+    /// The connection panel's key, sent with each message.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub api_key: ArcRwSignal<String>,
 }
 
 #[component]
@@ -48,6 +47,7 @@ pub fn ChatPage() -> impl IntoView {
         busy: ArcRwSignal::new(false),
         cancel: ArcRwSignal::new(None),
         notice: ArcRwSignal::new(None),
+        api_key: super::connection::use_connection().api_key,
     };
     browser::restore(&state);
     let models = model_list();
@@ -184,10 +184,8 @@ fn turn_view(
                 }).collect_view()}
             </div>
             <p class="answer">
-                {pieces(&turn.text).into_iter().filter_map(|p| match p {
-                    Piece::Text(t) => Some(t),
-                    Piece::Image { .. } => None,
-                }).flat_map(|t| code_spans(&t)).map(|(code, text)| if code {
+                // The words alone: the reply's images were taken out when it was read.
+                {code_spans(&turn.text).into_iter().map(|(code, text)| if code {
                     view! { <code>{text}</code> }.into_any()
                 } else {
                     view! { <span>{text}</span> }.into_any()

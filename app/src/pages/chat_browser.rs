@@ -8,7 +8,6 @@ use web_sys::Blob;
 use super::ChatState;
 use crate::pages::{
     chat_text::{ChatUpdate, Conversation, Piece, Turn, pieces, read_chunk, request},
-    key::stored_key,
     local_images,
     stream::{self, Body, Outcome},
 };
@@ -240,24 +239,29 @@ pub fn send(state: &ChatState) {
                 }
             })
         };
-        let outcome = stream::send(Body::Chat(Box::new(body)), &stored_key(), rx, |data| {
-            for update in read_chunk(data) {
-                match update {
-                    ChatUpdate::Reasoning(r) => last(&state, &|t| {
-                        if !t.reasoning.is_empty() {
-                            t.reasoning.push('\n');
+        let outcome = stream::send(
+            Body::Chat(Box::new(body)),
+            &state.api_key.get_untracked(),
+            rx,
+            |data| {
+                for update in read_chunk(data) {
+                    match update {
+                        ChatUpdate::Reasoning(r) => last(&state, &|t| {
+                            if !t.reasoning.is_empty() {
+                                t.reasoning.push('\n');
+                            }
+                            t.reasoning.push_str(r.trim_end());
+                        }),
+                        ChatUpdate::Content(c) => {
+                            content.push_str(&c);
+                            let shown = reply_text(&content);
+                            last(&state, &|t| t.text = shown.clone());
                         }
-                        t.reasoning.push_str(r.trim_end());
-                    }),
-                    ChatUpdate::Content(c) => {
-                        content.push_str(&c);
-                        let shown = reply_text(&content);
-                        last(&state, &|t| t.text = shown.clone());
+                        ChatUpdate::Failed(e) => last(&state, &|t| t.error = Some(e.clone())),
                     }
-                    ChatUpdate::Failed(e) => last(&state, &|t| t.error = Some(e.clone())),
                 }
-            }
-        })
+            },
+        )
         .await;
         let mut keys = Vec::new();
         for piece in pieces(&content) {

@@ -36,6 +36,9 @@ pub(super) struct EditForm {
     pub count: ArcRwSignal<u32>,
     pub seed: ArcRwSignal<String>,
     pub strength: ArcRwSignal<String>,
+    /// The connection panel's key, sent with the edit.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub api_key: ArcRwSignal<String>,
 }
 
 /// Only the bridge's own images may be opened by address (`/edit?image=/gallery/…`): the page
@@ -69,6 +72,7 @@ pub fn EditPage() -> impl IntoView {
         count: ArcRwSignal::new(1),
         seed: ArcRwSignal::new(String::new()),
         strength: ArcRwSignal::new(String::new()),
+        api_key: super::connection::use_connection().api_key,
     };
     let models = model_list();
     browser::listen_for_paste(&form);

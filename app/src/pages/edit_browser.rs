@@ -8,7 +8,7 @@ use web_sys::{
 };
 
 use super::{EditForm, Run, Source};
-use crate::pages::{key::stored_key, local_images, results, stream::Body};
+use crate::pages::{local_images, results, stream::Body};
 
 /// The painted strokes' colour; the canvas is shown half transparent over the picture.
 const PAINT: &str = "#ff2d55";
@@ -175,7 +175,7 @@ pub fn submit(form: &EditForm, run: &Run) {
                 Body::Edit(body),
                 images,
                 form.prompt.get_untracked(),
-                stored_key(),
+                form.api_key.get_untracked(),
             ),
             Err(e) => run.error.set(Some(e)),
         }

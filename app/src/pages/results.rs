@@ -99,10 +99,11 @@ impl Run {
     }
 }
 
+/// Dropping it (or sending on it) stops the running request.
 #[cfg(feature = "hydrate")]
-type Cancel = futures::channel::oneshot::Sender<()>;
+pub(super) type Cancel = futures::channel::oneshot::Sender<()>;
 #[cfg(not(feature = "hydrate"))]
-type Cancel = ();
+pub(super) type Cancel = ();
 
 fn slot_view(slot: Slot, alt: String, seed_field: ArcRwSignal<String>) -> impl IntoView {
     let Slot {
