@@ -1,4 +1,5 @@
 import { APIRequestContext, Page, expect, test } from "@playwright/test";
+import { chooseModel } from "./support";
 
 /// A picture made by the bridge itself, as PNG bytes.
 async function picture(request: APIRequestContext, size: string, prompt = "a test card"): Promise<Buffer> {
@@ -23,8 +24,8 @@ async function openEdit(page: Page) {
   await expect(page.locator("select[name=model] option[value=weightfree-inpaint]")).toHaveCount(1);
 }
 
-test("edit an uploaded image with a painted mask", async ({ page, request }) => {
-  const tag = `e${Date.now()}`;
+/// The Edit page with a 256x256 picture picked from a file, read by the page.
+async function openWithPicture(page: Page, request: APIRequestContext) {
   await openEdit(page);
   await page.locator("input[name=image]").setInputFiles({
     name: "photo.png",
@@ -32,6 +33,11 @@ test("edit an uploaded image with a painted mask", async ({ page, request }) => 
     buffer: await picture(request, "256x256"),
   });
   await expect(page.locator(".drop")).toContainText("256x256.");
+}
+
+test("edit an uploaded image with a painted mask", async ({ page, request }) => {
+  const tag = `e${Date.now()}`;
+  await openWithPicture(page, request);
 
   // Paint a stroke across the middle of the picture.
   const canvas = page.locator("canvas.mask");
@@ -92,8 +98,7 @@ test("a gallery image opens in Edit", async ({ page, request }) => {
   await expect(page).toHaveURL(/\/edit\?image=%2Fgallery%2F/);
   await expect(page.locator(".drop")).toContainText("64x64.");
   await expect(page.locator("textarea[name=prompt]")).toHaveValue(`${tag} a lighthouse`);
-  await expect(page.locator("select[name=model] option[value=weightfree-img2img]")).toHaveCount(1);
-  await page.locator("select[name=model]").selectOption("weightfree-img2img");
+  await chooseModel(page, "weightfree-img2img");
   await page.getByRole("button", { name: "Edit", exact: true }).click();
   await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
   await expect.poll(() => galleryModels(request, tag)).toEqual(["weightfree-img2img", "weightfree-txt2img"]);
@@ -108,13 +113,7 @@ test("editing with no image says what is missing", async ({ page }) => {
 
 test("an uploaded mask file is used instead of painting", async ({ page, request }) => {
   const tag = `m${Date.now()}`;
-  await openEdit(page);
-  await page.locator("input[name=image]").setInputFiles({
-    name: "photo.png",
-    mimeType: "image/png",
-    buffer: await picture(request, "256x256"),
-  });
-  await expect(page.locator(".drop")).toContainText("256x256.");
+  await openWithPicture(page, request);
   // A mask as OpenAI describes it: opaque, with a transparent square where the image may change.
   const mask = await page.evaluate(() => {
     const c = document.createElement("canvas");

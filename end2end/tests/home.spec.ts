@@ -1,10 +1,9 @@
 import { Page, expect, test } from "@playwright/test";
+import { chooseModel } from "./support";
 
 /// Starts a 200-step generation from the Generate page: long enough to watch and to cancel.
 async function startLongJob(page: Page) {
-  const model = page.locator("select[name=model]");
-  await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
-  await model.selectOption("sdxl");
+  await chooseModel(page, "sdxl");
   await page.locator("select[name=size]").selectOption("512x512");
   await page.locator("summary", { hasText: "Advanced" }).click();
   await page.locator("input[name=steps]").fill("200");
@@ -14,9 +13,7 @@ async function startLongJob(page: Page) {
 
 test("sizes are the chosen model's, grouped and labelled", async ({ page }) => {
   await page.goto("/");
-  const model = page.locator("select[name=model]");
-  await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
-  await model.selectOption("sdxl");
+  const model = await chooseModel(page, "sdxl");
   const size = page.locator("select[name=size]");
   await expect(size.locator("optgroup")).toHaveCount(3);
   await expect(size.locator("optgroup[label='Small (fast)'] option").first()).toHaveText("512x512 (square)");
@@ -34,9 +31,7 @@ test("the home page shows the demo backend and generates an image", async ({ pag
   await expect(page.getByRole("status")).toContainText("Demo backend");
 
   // The model list arrives from /v1/models after hydration.
-  const model = page.locator("select[name=model]");
-  await expect(model.locator("option[value=weightfree-txt2img]")).toHaveCount(1);
-  await model.selectOption("weightfree-txt2img");
+  await chooseModel(page, "weightfree-txt2img");
   await page.locator("select[name=size]").selectOption("256x256");
   await page.locator("textarea[name=prompt]").fill("a <b>bold</b> fox");
   await page.getByRole("button", { name: "Generate" }).click();
@@ -57,9 +52,7 @@ test("the home page shows the demo backend and generates an image", async ({ pag
 
 test("each image shows its progress and previews while it is made", async ({ page }) => {
   await page.goto("/");
-  const model = page.locator("select[name=model]");
-  await expect(model.locator("option[value=sdxl]")).toHaveCount(1);
-  await model.selectOption("sdxl");
+  await chooseModel(page, "sdxl");
   await page.locator("select[name=size]").selectOption("512x512");
   await page.locator("select[name=n]").selectOption("2");
   await page.locator("summary", { hasText: "Advanced" }).click();
@@ -109,9 +102,7 @@ test("cancel stops the job in ComfyUI", async ({ page, request }) => {
 
 test("errors are shown in the envelope's words", async ({ page }) => {
   await page.goto("/");
-  const model = page.locator("select[name=model]");
-  await expect(model.locator("option[value=weightfree-txt2img]")).toHaveCount(1);
-  await model.selectOption("weightfree-txt2img");
+  await chooseModel(page, "weightfree-txt2img");
   // This workflow has no negative prompt; the server says so, and the page shows its words.
   await page.locator("input[name=negative_prompt]").fill("blurry");
   await page.locator("textarea[name=prompt]").fill("x");

@@ -1,4 +1,5 @@
 import { expect, test } from "@playwright/test";
+import { chooseModel } from "./support";
 
 test("every page fits a phone's width", async ({ page }) => {
   await page.setViewportSize({ width: 390, height: 844 });
@@ -13,8 +14,7 @@ test("every page fits a phone's width", async ({ page }) => {
 
 test("Generate works from the keyboard alone", async ({ page }) => {
   await page.goto("/");
-  await expect(page.locator("select[name=model] option[value=weightfree-txt2img]")).toHaveCount(1);
-  await page.locator("select[name=model]").selectOption("weightfree-txt2img");
+  await chooseModel(page, "weightfree-txt2img");
   await page.locator("select[name=size]").selectOption("64x64");
   await page.locator("textarea[name=prompt]").focus();
   await page.keyboard.type("a paper boat");

@@ -62,12 +62,7 @@ async fn every_image_made_is_kept_with_how_it_was_made() {
         assert_eq!(item.model, MODEL);
         assert_eq!((item.width, item.height), (256, 256));
         assert!(item.duration_ms >= 0);
-        let full = h
-            .http
-            .get(format!("{}{}", h.url, item.url))
-            .send()
-            .await
-            .unwrap();
+        let full = h.fetch(&item.url).await;
         assert_eq!(full.headers()["content-type"], "image/png");
         let full = full.bytes().await.unwrap();
         let made = body["data"]
@@ -83,12 +78,7 @@ async fn every_image_made_is_kept_with_how_it_was_made() {
             decode_b64(made),
             "the gallery keeps the very image sent"
         );
-        let thumb = h
-            .http
-            .get(format!("{}{}", h.url, item.thumb_url))
-            .send()
-            .await
-            .unwrap();
+        let thumb = h.fetch(&item.thumb_url).await;
         assert_eq!(thumb.headers()["content-type"], "image/webp");
         let (w, hh) = dimensions(&thumb.bytes().await.unwrap());
         assert!(w <= 384 && hh <= 384 && w > 0, "{w}x{hh}");
@@ -163,7 +153,7 @@ async fn deleting_removes_row_and_files() {
     assert!(!gallery(&h).delete(&item.id).await.unwrap());
     assert_eq!(list(&h, all()).await.total, 0);
     for url in [&item.url, &item.thumb_url] {
-        let res = h.http.get(format!("{}{url}", h.url)).send().await.unwrap();
+        let res = h.fetch(url).await;
         assert_eq!(res.status(), 404);
     }
 }
@@ -202,7 +192,7 @@ async fn paths_outside_the_gallery_are_never_served() {
         "/gallery/gallery.db",
         "/gallery/0123456789abcdef0123456789abcdef.txt",
     ] {
-        let res = h.http.get(format!("{}{path}", h.url)).send().await.unwrap();
+        let res = h.fetch(path).await;
         assert_eq!(res.status(), 404, "{path}");
     }
 }

@@ -107,13 +107,16 @@ impl Harness {
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let res = self
-            .http
+        read(self.fetch(path).await).await
+    }
+
+    /// A GET of `path` on the bridge, the response as it came (files, images).
+    pub async fn fetch(&self, path: &str) -> reqwest::Response {
+        self.http
             .get(format!("{}{path}", self.url))
             .send()
             .await
-            .expect("request sent");
-        read(res).await
+            .expect("request sent")
     }
 
     pub async fn generate(&self, body: Value) -> (u16, Value) {
