@@ -112,6 +112,13 @@ pub struct Config {
     /// Largest accepted input image (each file of an edit), in bytes.
     #[arg(long, env = "MAX_IMAGE_BYTES", default_value_t = 25 * 1024 * 1024)]
     pub max_image_bytes: usize,
+    /// Most pixels an input image may declare (width × height), checked from its header before
+    /// anything is decoded. The default is 4096x4096.
+    #[arg(long, env = "MAX_INPUT_PIXELS", default_value_t = 4096 * 4096)]
+    pub max_input_pixels: u64,
+    /// Most pixels the input images of one request may declare together (images and mask).
+    #[arg(long, env = "MAX_REQUEST_PIXELS", default_value_t = 4 * 4096 * 4096)]
+    pub max_request_pixels: u64,
 
     /// How chat replies carry their images: `data` (inline data: URLs, work with no public
     /// URL) or `url` (links to this server, kept for IMAGE_RETENTION_SECS).

@@ -2,17 +2,17 @@
 // The web app's views are deeply nested types; the default limit is too low for them.
 #![recursion_limit = "256"]
 
+mod auth;
 pub mod comfy;
 pub mod config;
-mod encode;
+mod deliver;
 pub mod error;
 mod extract;
-mod fetch;
 pub mod gallery;
-mod inputs;
+mod health;
 pub mod jobs;
+mod models;
 mod overview;
-mod progress;
 mod routes;
 pub mod state;
 pub mod storage;
@@ -21,7 +21,7 @@ pub mod templates;
 mod tokens;
 mod validate;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, time::Duration};
 
 use anyhow::Context;
 use axum::Router;
@@ -32,11 +32,16 @@ use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
 use crate::{
+    auth::Auth,
     comfy::ComfyPool,
     config::Config,
-    gallery::Gallery,
-    state::{AppState, Bridge},
+    deliver::Delivery,
+    gallery::{Gallery, GalleryState},
+    jobs::Jobs,
+    models::Models,
+    state::AppState,
     storage::ImageStore,
+    validate::Checks,
 };
 
 /// A running bridge (and, in demo mode, the simulator behind it).
@@ -87,20 +92,19 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         tracing::warn!("API_KEY is not set: the API is open to anyone who can reach this address");
     }
 
-    let loaded = state::load_templates(&config);
-    match &loaded {
-        Ok(set) => {
-            tracing::info!(models = set.len(), dir = %config.workflows_dir.display(), "workflows loaded")
-        }
-        Err(errors) => {
-            for e in errors {
-                tracing::error!("workflow error: {e}");
-            }
-        }
-    }
-    let images = ImageStore::open(&config.data_dir, config.image_retention())
-        .await
-        .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    let models = {
+        let config = config.clone();
+        tokio::task::spawn_blocking(move || Models::load(&config))
+            .await
+            .context("loading the workflows")?
+    };
+    let images = ImageStore::open(
+        &config.data_dir,
+        config.image_retention(),
+        config.public_url.as_deref(),
+    )
+    .await
+    .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     images.spawn_sweeper(shutdown.clone());
     let gallery = if config.gallery != config::GalleryMode::Off {
         let gallery = Gallery::open(&config.data_dir)
@@ -110,12 +114,23 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     } else {
         None
     };
+    // The gallery hears of finished images; jobs know nothing of it.
+    let finished = gallery.as_ref().map(|gallery| {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        gallery.listen(rx);
+        tx
+    });
     let pool = ComfyPool::connect(&urls, &shutdown);
-    let leptos = leptos_options(&config);
     let listen = config.listen;
     let state = AppState {
-        leptos,
-        bridge: Arc::new(Bridge::new(config, pool, images, gallery, demo, loaded)),
+        leptos: leptos_options(&config),
+        models,
+        jobs: Jobs::new(&config, pool, demo, finished),
+        checks: Checks::new(&config),
+        delivery: Delivery::new(&config, images.clone()),
+        images,
+        gallery: GalleryState::new(gallery),
+        auth: Auth::new(&config.api_key),
     };
 
     let listener = TcpListener::bind(listen)
@@ -162,7 +177,7 @@ pub async fn run_simulator(args: config::SimulatorArgs) -> anyhow::Result<()> {
 
 pub fn router(state: AppState) -> Router {
     let pages = generate_route_list(app::App);
-    let overview = overview::port(state.bridge.clone());
+    let overview = overview::port(state.clone());
     Router::new()
         .nest("/v1", routes::v1(&state))
         .merge(routes::ops(&state))

@@ -10,29 +10,27 @@ use app::{
     },
 };
 
-use crate::{
-    error::ApiError, extract::key_matches, gallery::Gallery, routes::health_report, state::Bridge,
-};
+use crate::{error::ApiError, gallery::Gallery, health, state::AppState};
 
-struct Overview(Arc<Bridge>);
+struct Overview(AppState);
 
 type Reply<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 impl OverviewPort for Overview {
     fn overview(&self, api_key: String) -> Reply<'_, BridgeOverview> {
         Box::pin(async move {
-            let keys = &self.0.api_keys;
+            let state = &self.0;
             BridgeOverview {
-                health: health_report(&self.0).await,
-                auth_required: !keys.is_empty(),
-                key_accepted: (!keys.is_empty()).then(|| key_matches(keys, api_key.trim())),
-                default_model: self.0.default_model().map(|t| t.id.clone()),
+                health: health::report(&state.jobs, &state.models).await,
+                auth_required: state.auth.required(),
+                key_accepted: state.auth.required().then(|| state.auth.accepts(&api_key)),
+                default_model: state.models.default_model().map(|t| t.id.clone()),
             }
         })
     }
 
     fn demo(&self) -> bool {
-        self.0.demo
+        self.0.jobs.demo()
     }
 
     fn gallery(
@@ -63,17 +61,16 @@ impl OverviewPort for Overview {
 impl Overview {
     /// The gallery, for a caller holding the API key when the server has one.
     fn open_gallery(&self, api_key: &str) -> Result<&Gallery, String> {
-        let bridge = &self.0;
-        if !bridge.api_keys.is_empty() && !key_matches(&bridge.api_keys, api_key.trim()) {
+        if !self.0.auth.accepts(api_key) {
             return Err(ApiError::Unauthorized.to_string());
         }
-        bridge
+        self.0
             .gallery
-            .as_ref()
+            .gallery()
             .ok_or_else(|| "The gallery is off on this server (GALLERY=off).".to_string())
     }
 }
 
-pub fn port(bridge: Arc<Bridge>) -> SharedOverview {
-    Arc::new(Overview(bridge))
+pub fn port(state: AppState) -> SharedOverview {
+    Arc::new(Overview(state))
 }

@@ -1,5 +1,5 @@
 //! Images served by URL (`response_format: "url"`): files under the data directory with
-//! unguessable names, removed after the retention time.
+//! unguessable names, removed after the retention time, and the URLs that name them.
 
 use std::{
     path::{Path, PathBuf},
@@ -7,6 +7,7 @@ use std::{
 };
 
 use app::api::images::OutputFormat;
+use axum::http::{HeaderMap, header};
 use bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
@@ -14,13 +15,47 @@ use tokio_util::sync::CancellationToken;
 pub struct ImageStore {
     dir: PathBuf,
     retention: Duration,
+    /// `PUBLIC_URL`, without a trailing slash.
+    public_url: Option<String>,
 }
 
 impl ImageStore {
-    pub async fn open(data_dir: &Path, retention: Duration) -> std::io::Result<Self> {
+    pub async fn open(
+        data_dir: &Path,
+        retention: Duration,
+        public_url: Option<&str>,
+    ) -> std::io::Result<Self> {
         let dir = data_dir.join("images");
         tokio::fs::create_dir_all(&dir).await?;
-        Ok(ImageStore { dir, retention })
+        Ok(ImageStore {
+            dir,
+            retention,
+            public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
+        })
+    }
+
+    /// The base of absolute image URLs: the configured public URL, else the request's own host.
+    pub fn base(&self, headers: &HeaderMap) -> String {
+        if let Some(url) = &self.public_url {
+            return url.clone();
+        }
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .filter(|h| h.bytes().all(|b| b.is_ascii_graphic()))
+            .unwrap_or("localhost");
+        format!("http://{host}")
+    }
+
+    /// The URL of a stored image under `base`.
+    pub fn link(base: &str, name: &str) -> String {
+        format!("{base}/images/{name}")
+    }
+
+    /// The file behind a URL this store handed out under `base`; `None` for any other URL.
+    pub fn own(&self, base: &str, url: &str) -> Option<PathBuf> {
+        let name = url.strip_prefix(base)?.strip_prefix("/images/")?;
+        self.path_of(name).map(|(path, _)| path)
     }
 
     /// Stores an image and returns its file name (`<32 hex>.<ext>`). The write goes to a
@@ -86,7 +121,7 @@ mod tests {
     /// A store in a fresh temporary directory, holding one image.
     async fn store_with_one_image(retention: Duration) -> (PathBuf, ImageStore, String) {
         let dir = std::env::temp_dir().join(format!("store-test-{}", uuid::Uuid::new_v4()));
-        let store = ImageStore::open(&dir, retention).await.unwrap();
+        let store = ImageStore::open(&dir, retention, None).await.unwrap();
         let name = store
             .put(&Bytes::from_static(b"x"), OutputFormat::Png)
             .await

@@ -13,9 +13,8 @@ use server::{config::GalleryMode, gallery::Gallery};
 fn gallery(h: &Harness) -> &Gallery {
     h.bridge
         .state
-        .bridge
         .gallery
-        .as_ref()
+        .gallery()
         .expect("the gallery is on by default")
 }
 
@@ -164,7 +163,7 @@ async fn the_gallery_survives_a_restart_and_sweeps_what_a_crash_left() {
     h.generate(json!({"model": MODEL, "prompt": "kept", "size": "64x64"}))
         .await;
     let before = wait_for(&h, 1).await;
-    let data_dir = h.bridge.state.bridge.config.data_dir.clone();
+    let data_dir = h.data_dir();
     // What a crash between writing a file and its row leaves behind.
     let stray = data_dir
         .join("gallery")
@@ -304,7 +303,7 @@ async fn nothing_is_kept_with_the_gallery_off() {
         .generate(json!({"model": MODEL, "prompt": "x", "size": "64x64"}))
         .await;
     assert_eq!(status, 200);
-    assert!(h.bridge.state.bridge.gallery.is_none());
+    assert!(h.bridge.state.gallery.gallery().is_none());
     let query = json!({"page": 0, "per_page": 10, "search": null, "model": null});
     let (status, text) = call(&h, "gallery/list", json!({"query": query, "api_key": ""})).await;
     assert!(status >= 400 && text.contains("GALLERY"), "{status} {text}");

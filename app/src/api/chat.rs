@@ -3,6 +3,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::size::Size;
+
 /// A chat request. Fields a chat model would use (`temperature`, `tools`, …) are accepted and
 /// ignored: clients send them to every model. `size`, `seed`, `negative_prompt`, `steps` and
 /// `cfg` are the bridge's extensions; `n` is the number of images in the one reply. `null`
@@ -127,6 +129,18 @@ pub struct ChatCompletion {
     pub system_fingerprint: String,
 }
 
+/// What a streamed reply made, beside its text (which says the same in words), so that a
+/// client never reads a size or seed out of prose. Whole replies keep OpenAI's exact shape.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct GenerationInfo {
+    pub model: String,
+    pub size: Size,
+    /// One per image, in the reply's order.
+    pub seeds: Vec<u64>,
+    /// True when the images are edits of an image the last message carried.
+    pub edit: bool,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Choice {
     pub index: u32,
@@ -172,6 +186,9 @@ pub struct ChatCompletionChunk {
     pub choices: Vec<ChunkChoice>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Option<Usage>>,
+    /// On the first chunk with images: what the reply makes (the bridge's extension).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<GenerationInfo>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

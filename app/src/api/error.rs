@@ -15,3 +15,14 @@ pub struct ErrorBody {
     pub param: Option<String>,
     pub code: Option<String>,
 }
+
+impl ErrorEnvelope {
+    /// What a person should read of a failed response: the envelope's message, or the status
+    /// when the body is not an envelope (a proxy's page, an empty body).
+    pub fn message_of(status: u16, body: &str) -> String {
+        match serde_json::from_str::<ErrorEnvelope>(body) {
+            Ok(env) => env.error.message,
+            Err(_) => format!("The server answered {status}."),
+        }
+    }
+}

@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use super::error::ErrorBody;
+
 /// The body of `GET /health`, also shown by the web app.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct HealthReport {
@@ -9,6 +11,9 @@ pub struct HealthReport {
     pub demo: bool,
     pub servers: Vec<ServerHealth>,
     pub workflows: WorkflowHealth,
+    /// When unavailable: why, in OpenAI's error shape, as every other error of the bridge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ErrorBody>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

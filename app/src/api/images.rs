@@ -1,5 +1,7 @@
 use serde::{Deserialize, Serialize};
 
+use super::size::Size;
+
 /// The body of the image endpoints as the OpenAI SDKs send it: `POST /v1/images/generations`
 /// as JSON, and the text fields of `/v1/images/edits` (multipart or JSON), plus the bridge's
 /// extensions (`seed`, `negative_prompt`, `steps`, `cfg`, `strength`). `null` means "not given" for every optional
@@ -124,7 +126,7 @@ pub struct ImagesResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<String>,
+    pub size: Option<Size>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -140,17 +142,76 @@ pub struct ImageData {
     pub seed: Option<u64>,
 }
 
-/// One event of a streamed generation or edit (`stream: true`), as OpenAI sends them:
-/// `image_generation.partial_image` / `image_edit.partial_image` with a preview, then
-/// `*.completed` with the final image and its usage. Every field the SDKs' types require is
-/// always present.
+/// Which stream an image event belongs to: `/v1/images/generations` (`image_generation.*`)
+/// or `/v1/images/edits` (`image_edit.*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ImageStreamKind {
+    Generation,
+    Edit,
+}
+
+/// One event of a streamed generation or edit (`stream: true`), tagged by `type` as OpenAI
+/// sends them: `*.partial_image` with a preview, then `*.completed` with the final image and
+/// its usage; `*.progress` is the bridge's own, sent only with `stream_progress: true`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ImageStreamEvent {
-    #[serde(rename = "type")]
-    pub kind: String,
+#[serde(tag = "type")]
+pub enum ImageEvent {
+    #[serde(rename = "image_generation.partial_image")]
+    GenerationPartial(ImagePayload),
+    #[serde(rename = "image_generation.completed")]
+    GenerationCompleted(ImagePayload),
+    #[serde(rename = "image_generation.progress")]
+    GenerationProgress(ImageProgress),
+    #[serde(rename = "image_edit.partial_image")]
+    EditPartial(ImagePayload),
+    #[serde(rename = "image_edit.completed")]
+    EditCompleted(ImagePayload),
+    #[serde(rename = "image_edit.progress")]
+    EditProgress(ImageProgress),
+}
+
+impl ImageEvent {
+    pub fn partial(kind: ImageStreamKind, payload: ImagePayload) -> ImageEvent {
+        match kind {
+            ImageStreamKind::Generation => ImageEvent::GenerationPartial(payload),
+            ImageStreamKind::Edit => ImageEvent::EditPartial(payload),
+        }
+    }
+
+    pub fn completed(kind: ImageStreamKind, payload: ImagePayload) -> ImageEvent {
+        match kind {
+            ImageStreamKind::Generation => ImageEvent::GenerationCompleted(payload),
+            ImageStreamKind::Edit => ImageEvent::EditCompleted(payload),
+        }
+    }
+
+    pub fn progress(kind: ImageStreamKind, progress: ImageProgress) -> ImageEvent {
+        match kind {
+            ImageStreamKind::Generation => ImageEvent::GenerationProgress(progress),
+            ImageStreamKind::Edit => ImageEvent::EditProgress(progress),
+        }
+    }
+
+    /// The `type`, which is also the event's name on the stream.
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            ImageEvent::GenerationPartial(_) => "image_generation.partial_image",
+            ImageEvent::GenerationCompleted(_) => "image_generation.completed",
+            ImageEvent::GenerationProgress(_) => "image_generation.progress",
+            ImageEvent::EditPartial(_) => "image_edit.partial_image",
+            ImageEvent::EditCompleted(_) => "image_edit.completed",
+            ImageEvent::EditProgress(_) => "image_edit.progress",
+        }
+    }
+}
+
+/// The image of a `*.partial_image` or `*.completed` event. Every field the SDKs' types
+/// require is always present.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ImagePayload {
     pub b64_json: String,
     pub created_at: u64,
-    pub size: String,
+    pub size: Size,
     pub quality: String,
     pub background: String,
     pub output_format: OutputFormat,
@@ -164,6 +225,17 @@ pub struct ImageStreamEvent {
     /// With `stream_progress`, on `*.completed`: the seed the image was made with.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seed: Option<u64>,
+}
+
+impl ImagePayload {
+    /// The image as a `data:` URL, for an `<img>`.
+    pub fn data_url(&self) -> String {
+        format!(
+            "data:{};base64,{}",
+            self.output_format.mime(),
+            self.b64_json
+        )
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -180,18 +252,23 @@ pub struct InputTokensDetails {
     pub image_tokens: u64,
 }
 
-/// The bridge's own progress event on image streams, sent only when the request asks with
-/// `stream_progress: true` (OpenAI's SDKs do not know this type).
+/// Where a job stands, in the bridge's `*.progress` events.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ProgressStatus {
+    Queued,
+    Running,
+    Sampling,
+}
+
+/// The bridge's own progress event on image streams (OpenAI's SDKs pass it through as an
+/// event of an unknown type).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
-pub struct ImageProgressEvent {
-    /// `image_generation.progress` or `image_edit.progress`.
-    #[serde(rename = "type")]
-    pub kind: String,
+pub struct ImageProgress {
     pub created_at: u64,
     /// Which image of the request (0-based).
     pub image_index: u32,
-    /// `queued`, `running` or `sampling`.
-    pub status: String,
+    pub status: ProgressStatus,
     /// Prompts ahead of this one in ComfyUI's queue, when known.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub queue_position: Option<u32>,
@@ -199,4 +276,47 @@ pub struct ImageProgressEvent {
     pub step: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<u64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_tagged_by_type() {
+        let payload = ImagePayload {
+            b64_json: "QUJD".into(),
+            created_at: 1,
+            size: Size::new(64, 64),
+            quality: "auto".into(),
+            background: "opaque".into(),
+            output_format: OutputFormat::Jpeg,
+            partial_image_index: Some(0),
+            usage: None,
+            image_index: None,
+            seed: None,
+        };
+        let event = ImageEvent::partial(ImageStreamKind::Edit, payload.clone());
+        let json = serde_json::to_value(&event).unwrap();
+        assert_eq!(json["type"], "image_edit.partial_image");
+        assert_eq!(json["size"], "64x64");
+        assert_eq!(json["partial_image_index"], 0);
+        assert!(json.get("seed").is_none());
+        assert_eq!(event.type_name(), "image_edit.partial_image");
+        assert_eq!(serde_json::from_value::<ImageEvent>(json).unwrap(), event);
+        assert_eq!(payload.data_url(), "data:image/jpeg;base64,QUJD");
+
+        let progress: ImageEvent = serde_json::from_str(
+            r#"{"type":"image_generation.progress","created_at":1,"image_index":1,"status":"queued","queue_position":2}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            progress,
+            ImageEvent::GenerationProgress(ImageProgress {
+                status: ProgressStatus::Queued,
+                queue_position: Some(2),
+                ..
+            })
+        ));
+    }
 }

@@ -6,3 +6,5 @@ pub mod gallery;
 pub mod health;
 pub mod images;
 pub mod models;
+pub mod size;
+pub mod stream;

@@ -1,12 +1,37 @@
+use std::fmt;
+
 use serde::{Deserialize, Serialize};
 
+use super::size::Size;
+
 /// What a model's workflow does with its inputs.
-#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
     Txt2Img,
     Img2Img,
     Inpaint,
+}
+
+impl ModelKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ModelKind::Txt2Img => "txt2img",
+            ModelKind::Img2Img => "img2img",
+            ModelKind::Inpaint => "inpaint",
+        }
+    }
+
+    /// Whether the model takes an input image (image to image, inpainting).
+    pub fn edits(self) -> bool {
+        self != ModelKind::Txt2Img
+    }
+}
+
+impl fmt::Display for ModelKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
 }
 
 /// One entry of `GET /v1/models`. The OpenAI fields come first; the rest are the bridge's
@@ -22,9 +47,9 @@ pub struct Model {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub description: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub sizes: Vec<String>,
+    pub sizes: Vec<Size>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub default_size: Option<String>,
+    pub default_size: Option<Size>,
     /// How many input images the model takes; absent for text-to-image models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_images: Option<u32>,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use leptos::prelude::*;
 
 use super::{
-    chat_text::{Conversation, Turn, code_spans, made_size},
+    chat_text::{Conversation, Turn, code_spans},
     fetch::model_list,
     results::Cancel,
 };
@@ -160,8 +160,10 @@ fn turn_view(
     let images: Vec<_> = turn.images.iter().map(|k| image(k, alt.clone())).collect();
     let has_reasoning = !turn.reasoning.is_empty();
     // Width and height hold each image's place while it loads.
-    let (width, height) = made_size(&turn.text)
-        .map(|(w, h)| (w.to_string(), h.to_string()))
+    let (width, height) = turn
+        .made
+        .as_ref()
+        .map(|m| (m.size.width.to_string(), m.size.height.to_string()))
         .unzip();
     view! {
         <li class="turn assistant" aria-busy=streaming.then_some("true")>

@@ -257,6 +257,7 @@ pub fn send(state: &ChatState) {
                             let shown = reply_text(&content);
                             last(&state, &|t| t.text = shown.clone());
                         }
+                        ChatUpdate::Made(made) => last(&state, &|t| t.made = Some(made.clone())),
                         ChatUpdate::Failed(e) => last(&state, &|t| t.error = Some(e.clone())),
                     }
                 }

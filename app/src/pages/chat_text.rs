@@ -4,9 +4,13 @@
 //! and a streamed reply read back into text, progress and images.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
-use crate::api::chat::{ChatCompletionRequest, ChatMessage, ContentPart, ImageUrl, MessageContent};
+use crate::api::{
+    chat::{
+        ChatCompletionRequest, ChatMessage, ContentPart, GenerationInfo, ImageUrl, MessageContent,
+    },
+    stream::StreamEvent,
+};
 
 /// One conversation, as kept in the browser's storage. Images are not in it: they are kept
 /// apart (by key) so a long history does not fill the few megabytes local storage allows.
@@ -32,6 +36,9 @@ pub struct Turn {
     pub images: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// What a reply made (model, size, seeds), as the server stated it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub made: Option<GenerationInfo>,
 }
 
 impl Conversation {
@@ -90,26 +97,28 @@ pub fn request(
 pub enum ChatUpdate {
     Reasoning(String),
     Content(String),
+    Made(GenerationInfo),
     Failed(String),
 }
 
 pub fn read_chunk(data: &str) -> Vec<ChatUpdate> {
-    let Ok(chunk) = serde_json::from_str::<Value>(data) else {
-        return Vec::new();
+    let chunk = match StreamEvent::parse(data) {
+        Some(StreamEvent::Chat(chunk)) => chunk,
+        Some(StreamEvent::Error(e)) => return vec![ChatUpdate::Failed(e.error.message)],
+        Some(StreamEvent::Image(_)) | None => return Vec::new(),
     };
-    if let Some(message) = chunk["error"]["message"].as_str() {
-        return vec![ChatUpdate::Failed(message.to_string())];
-    }
-    let delta = &chunk["choices"][0]["delta"];
     let mut out = Vec::new();
-    if let Some(r) = delta["reasoning_content"]
-        .as_str()
-        .filter(|r| !r.is_empty())
-    {
-        out.push(ChatUpdate::Reasoning(r.to_string()));
+    if let Some(made) = chunk.generation {
+        out.push(ChatUpdate::Made(made));
     }
-    if let Some(c) = delta["content"].as_str().filter(|c| !c.is_empty()) {
-        out.push(ChatUpdate::Content(c.to_string()));
+    let Some(delta) = chunk.choices.into_iter().next().map(|c| c.delta) else {
+        return out;
+    };
+    if let Some(r) = delta.reasoning_content.filter(|r| !r.is_empty()) {
+        out.push(ChatUpdate::Reasoning(r));
+    }
+    if let Some(c) = delta.content.filter(|c| !c.is_empty()) {
+        out.push(ChatUpdate::Content(c));
     }
     out
 }
@@ -171,16 +180,6 @@ fn flush(out: &mut Vec<Piece>, text: &mut String) {
     text.clear();
 }
 
-/// The size a reply says its images are ("… at 1024x768, …"), so the page can hold their
-/// place before they load.
-pub fn made_size(text: &str) -> Option<(u32, u32)> {
-    text.split(" at ").skip(1).find_map(|rest| {
-        let token = rest.split([',', ' ', '.']).next()?;
-        let (w, h) = token.split_once('x')?;
-        Some((w.parse().ok()?, h.parse().ok()?))
-    })
-}
-
 /// Text with `code` spans: `(is_code, text)` runs, for a reply like "Made with `sdxl` at …".
 pub fn code_spans(text: &str) -> Vec<(bool, String)> {
     text.split('`')
@@ -226,16 +225,6 @@ mod tests {
     }
 
     #[test]
-    fn the_size_is_read_from_the_reply() {
-        assert_eq!(
-            made_size("Made with `sdxl` at 1344x768, seed 5."),
-            Some((1344, 768))
-        );
-        assert_eq!(made_size("a cat at home"), None);
-        assert_eq!(made_size(""), None);
-    }
-
-    #[test]
     fn code_spans_alternate() {
         assert_eq!(
             code_spans("Made with `sdxl` at 512x512."),
@@ -249,17 +238,45 @@ mod tests {
 
     #[test]
     fn chunks_become_updates() {
-        let r = r#"{"choices":[{"index":0,"delta":{"reasoning_content":"Step 1 of 4."}}]}"#;
+        let chunk = |rest: &str| {
+            format!(
+                r#"{{"id":"c","object":"chat.completion.chunk","created":1,"model":"m","system_fingerprint":"f",{rest}}}"#
+            )
+        };
+        let r = chunk(
+            r#""choices":[{"index":0,"delta":{"reasoning_content":"Step 1 of 4."},"logprobs":null,"finish_reason":null}]"#,
+        );
         assert_eq!(
-            read_chunk(r),
+            read_chunk(&r),
             [ChatUpdate::Reasoning("Step 1 of 4.".into())]
         );
-        let c = r#"{"choices":[{"index":0,"delta":{"content":"![a](/x.png)"}}]}"#;
-        assert_eq!(read_chunk(c), [ChatUpdate::Content("![a](/x.png)".into())]);
+        let c = chunk(
+            r#""choices":[{"index":0,"delta":{"content":"![a](/x.png)"},"logprobs":null,"finish_reason":null}]"#,
+        );
+        assert_eq!(read_chunk(&c), [ChatUpdate::Content("![a](/x.png)".into())]);
         let e = r#"{"error":{"message":"ComfyUI failed","type":"server_error"}}"#;
         assert_eq!(read_chunk(e), [ChatUpdate::Failed("ComfyUI failed".into())]);
         assert!(read_chunk("[DONE]").is_empty());
-        assert!(read_chunk(r#"{"choices":[],"usage":{}}"#).is_empty());
+        assert!(
+            read_chunk(&chunk(
+                r#""choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}"#
+            ))
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_size_and_seeds_are_read_from_the_reply() {
+        let c = r#"{"id":"c","object":"chat.completion.chunk","created":1,"model":"sdxl","system_fingerprint":"f",
+            "choices":[{"index":0,"delta":{"content":"![a](/x.png)"},"logprobs":null,"finish_reason":null}],
+            "generation":{"model":"sdxl","size":"1344x768","seeds":[5,6],"edit":false}}"#;
+        let updates = read_chunk(c);
+        let Some(ChatUpdate::Made(made)) = updates.first() else {
+            panic!("no generation info in {updates:?}");
+        };
+        assert_eq!(made.size, crate::api::size::Size::new(1344, 768));
+        assert_eq!(made.seeds, [5, 6]);
+        assert_eq!(updates[1], ChatUpdate::Content("![a](/x.png)".into()));
     }
 
     #[test]

@@ -37,7 +37,7 @@ async fn read_json<T: serde::de::DeserializeOwned>(
     let status = resp.status();
     let text = resp.text().await.map_err(|e| e.to_string())?;
     if !resp.ok() {
-        return Err(super::results::error_text(status, &text));
+        return Err(crate::api::error::ErrorEnvelope::message_of(status, &text));
     }
     serde_json::from_str(&text).map_err(|e| e.to_string())
 }

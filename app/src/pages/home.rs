@@ -126,7 +126,7 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                             let chosen = event_target_value(&ev);
                             // A size the new model does not offer falls back to its default.
                             let offered = models.get_untracked().and_then(Result::ok).is_some_and(|l| {
-                                l.data.iter().any(|m| m.id == chosen && m.sizes.contains(&size.get_untracked()))
+                                l.data.iter().any(|m| m.id == chosen && m.sizes.iter().any(|s| s.to_string() == size.get_untracked()))
                             });
                             if !offered {
                                 size.set("auto".into());
@@ -158,7 +158,7 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                                 let model = models.get().and_then(Result::ok)
                                     .and_then(|l| l.data.into_iter().find(|m| m.id == id));
                                 let current = size.get_untracked();
-                                let default = model.as_ref().and_then(|m| m.default_size.clone());
+                                let default = model.as_ref().and_then(|m| m.default_size);
                                 let groups = super::sizes::groups(model.as_ref().map_or(&[][..], |m| &m.sizes));
                                 view! {
                                     <option value="auto" selected={current == "auto"}>

@@ -5,7 +5,6 @@
 use leptos::prelude::*;
 
 use super::stream::Body;
-use crate::api::error::ErrorEnvelope;
 
 /// What the page shows for one image while it is made.
 #[derive(Clone)]
@@ -247,14 +246,5 @@ pub(super) fn count_and_seed(
                 prop:value=move || seed.get()
                 on:input=move |ev| seed_in.set(event_target_value(&ev))/>
         </label>
-    }
-}
-
-/// Turns a failed response's body into the words a person should read: the envelope's message.
-#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
-pub(super) fn error_text(status: u16, body: &str) -> String {
-    match serde_json::from_str::<ErrorEnvelope>(body) {
-        Ok(env) => env.error.message,
-        Err(_) => format!("The server answered {status}."),
     }
 }

@@ -1,10 +1,12 @@
 //! A model's sizes as people choose them: grouped by how many pixels they make (and so how
 //! long they take), each labelled with its shape.
 
+use crate::api::size::Size;
+
 /// Up to this many pixels a size is Small (512x768 and below), up to the next Medium (around
 /// one megapixel), and above it Large.
-const SMALL_MAX: u32 = 512 * 768;
-const MEDIUM_MAX: u32 = 1024 * 1024 + 65536;
+const SMALL_MAX: u64 = 512 * 768;
+const MEDIUM_MAX: u64 = 1024 * 1024 + 65536;
 
 pub struct SizeGroup {
     pub label: &'static str,
@@ -13,15 +15,9 @@ pub struct SizeGroup {
 }
 
 /// The sizes in Small, Medium and Large groups (empty groups left out), smallest first.
-pub fn groups(sizes: &[String]) -> Vec<SizeGroup> {
-    let mut parsed: Vec<(u32, u32, &String)> = sizes
-        .iter()
-        .filter_map(|s| {
-            let (w, h) = s.split_once('x')?;
-            Some((w.parse().ok()?, h.parse().ok()?, s))
-        })
-        .collect();
-    parsed.sort_by_key(|&(w, h, _)| (w * h, w));
+pub fn groups(sizes: &[Size]) -> Vec<SizeGroup> {
+    let mut sorted = sizes.to_vec();
+    sorted.sort_by_key(|s| (s.pixels(), s.width));
     let mut out = vec![
         SizeGroup {
             label: "Small (fast)",
@@ -36,15 +32,16 @@ pub fn groups(sizes: &[String]) -> Vec<SizeGroup> {
             sizes: Vec::new(),
         },
     ];
-    for (w, h, value) in parsed {
-        let group = match w * h {
+    for size in sorted {
+        let group = match size.pixels() {
             p if p <= SMALL_MAX => 0,
             p if p <= MEDIUM_MAX => 1,
             _ => 2,
         };
-        out[group]
-            .sizes
-            .push((value.clone(), format!("{value} ({})", shape(w, h))));
+        out[group].sizes.push((
+            size.to_string(),
+            format!("{size} ({})", shape(size.width, size.height)),
+        ));
     }
     out.retain(|g| !g.sizes.is_empty());
     out
@@ -70,7 +67,7 @@ mod tests {
 
     #[test]
     fn sizes_are_grouped_and_labelled() {
-        let sizes: Vec<String> = [
+        let sizes: Vec<Size> = [
             "1024x1024",
             "512x512",
             "768x512",
@@ -80,7 +77,7 @@ mod tests {
             "junk",
         ]
         .iter()
-        .map(|s| s.to_string())
+        .filter_map(|s| s.parse().ok())
         .collect();
         let g = groups(&sizes);
         let labels: Vec<&str> = g.iter().map(|g| g.label).collect();

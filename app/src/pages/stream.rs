@@ -3,7 +3,10 @@
 //! Reading a streamed generation in the browser: the event stream split into events, and each
 //! event turned into what the page shows for one image.
 
-use serde_json::Value;
+use crate::api::{
+    images::{ImageEvent, ImageProgress, ProgressStatus},
+    stream::StreamEvent,
+};
 
 /// Collects an event stream as it arrives and hands out the `data:` of each complete event.
 /// Bytes are kept until an event is whole, so a character split across chunks survives.
@@ -59,47 +62,38 @@ pub enum Update {
     Failed(String),
 }
 
-fn data_url(event: &Value) -> String {
-    let format = event["output_format"].as_str().unwrap_or("png");
-    let b64 = event["b64_json"].as_str().unwrap_or("");
-    format!("data:image/{format};base64,{b64}")
-}
-
 /// Reads one event's data; `next_done` places completed events that carry no index.
 pub fn read_event(data: &str, next_done: usize) -> Option<Update> {
-    let event: Value = serde_json::from_str(data).ok()?;
-    if let Some(message) = event["error"]["message"].as_str() {
-        return Some(Update::Failed(message.to_string()));
-    }
-    let kind = event["type"].as_str()?;
-    let index = event["image_index"]
-        .as_u64()
-        .map_or(next_done, |i| i as usize);
-    let (_, what) = kind.split_once('.')?;
-    Some(match what {
-        "progress" => match event["status"].as_str()? {
-            "queued" => Update::Queued {
-                index,
-                ahead: event["queue_position"].as_u64(),
-            },
-            "sampling" => Update::Step {
-                index,
-                step: event["step"].as_u64()?,
-                steps: event["steps"].as_u64()?,
-            },
-            _ => Update::Running { index },
+    let image = match StreamEvent::parse(data)? {
+        StreamEvent::Error(e) => return Some(Update::Failed(e.error.message)),
+        StreamEvent::Image(event) => event,
+        StreamEvent::Chat(_) => return None,
+    };
+    let index = |i: Option<u32>| i.map_or(next_done, |i| i as usize);
+    Some(match image {
+        ImageEvent::GenerationProgress(p) | ImageEvent::EditProgress(p) => progress(p),
+        ImageEvent::GenerationPartial(p) | ImageEvent::EditPartial(p) => Update::Partial {
+            index: index(p.image_index),
+            data_url: p.data_url(),
         },
-        "partial_image" => Update::Partial {
-            index,
-            data_url: data_url(&event),
+        ImageEvent::GenerationCompleted(p) | ImageEvent::EditCompleted(p) => Update::Done {
+            index: index(p.image_index),
+            data_url: p.data_url(),
+            seed: p.seed,
         },
-        "completed" => Update::Done {
-            index,
-            data_url: data_url(&event),
-            seed: event["seed"].as_u64(),
-        },
-        _ => return None,
     })
+}
+
+fn progress(p: ImageProgress) -> Update {
+    let index = p.image_index as usize;
+    match (p.status, p.step, p.steps) {
+        (ProgressStatus::Queued, ..) => Update::Queued {
+            index,
+            ahead: p.queue_position.map(u64::from),
+        },
+        (ProgressStatus::Sampling, Some(step), Some(steps)) => Update::Step { index, step, steps },
+        _ => Update::Running { index },
+    }
 }
 
 /// What a streamed request sends: a generation or a chat as JSON, or an edit as the multipart
@@ -174,7 +168,7 @@ pub async fn send(
     if !resp.ok() {
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        return Err(super::results::error_text(status, &text));
+        return Err(crate::api::error::ErrorEnvelope::message_of(status, &text));
     }
     let body = resp.body().ok_or("the reply had no body")?;
     let reader: web_sys::ReadableStreamDefaultReader = body.get_reader().unchecked_into();
@@ -225,7 +219,7 @@ mod tests {
 
     #[test]
     fn events_become_updates() {
-        let q = r#"{"type":"image_generation.progress","image_index":1,"status":"queued","queue_position":2}"#;
+        let q = r#"{"type":"image_generation.progress","created_at":1,"image_index":1,"status":"queued","queue_position":2}"#;
         assert_eq!(
             read_event(q, 0),
             Some(Update::Queued {
@@ -233,7 +227,7 @@ mod tests {
                 ahead: Some(2)
             })
         );
-        let s = r#"{"type":"image_edit.progress","image_index":0,"status":"sampling","step":3,"steps":9}"#;
+        let s = r#"{"type":"image_edit.progress","created_at":1,"image_index":0,"status":"sampling","step":3,"steps":9}"#;
         assert_eq!(
             read_event(s, 0),
             Some(Update::Step {
@@ -242,7 +236,7 @@ mod tests {
                 steps: 9
             })
         );
-        let done = r#"{"type":"image_generation.completed","b64_json":"QUJD","output_format":"jpeg","seed":5}"#;
+        let done = r#"{"type":"image_generation.completed","b64_json":"QUJD","created_at":1,"size":"64x64","quality":"auto","background":"opaque","output_format":"jpeg","seed":5}"#;
         assert_eq!(
             read_event(done, 2),
             Some(Update::Done {

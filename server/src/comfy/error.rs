@@ -1,9 +1,8 @@
 use std::time::Duration;
 
-use axum::http::StatusCode;
-
 /// What can go wrong between the bridge and ComfyUI. Messages are written for the API client;
-/// server addresses and raw upstream bodies go to the log, not into the message.
+/// server addresses and raw upstream bodies go to the log, not into the message. How a client
+/// sees each one (status, code, whether to retry) is decided in `crate::error`, not here.
 #[derive(Debug, thiserror::Error)]
 pub enum ComfyError {
     #[error("ComfyUI is not reachable right now; try again shortly.")]
@@ -32,42 +31,6 @@ pub enum ComfyError {
 }
 
 impl ComfyError {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            ComfyError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            ComfyError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            _ => StatusCode::BAD_GATEWAY,
-        }
-    }
-
-    pub fn code(&self) -> &'static str {
-        match self {
-            ComfyError::Unavailable { .. } => "comfyui_unavailable",
-            ComfyError::Validation(_) => "comfyui_validation_error",
-            ComfyError::Execution { .. } => "comfyui_execution_error",
-            ComfyError::Interrupted => "comfyui_interrupted",
-            ComfyError::Lost => "comfyui_job_lost",
-            ComfyError::Timeout(_) => "generation_timeout",
-            ComfyError::BadResponse(_) => "comfyui_bad_response",
-            ComfyError::NoOutput => "comfyui_no_output",
-        }
-    }
-
-    pub fn retry_after(&self) -> Option<u32> {
-        match self {
-            ComfyError::Unavailable { .. } => Some(10),
-            _ => None,
-        }
-    }
-
-    /// Whether repeating the request could help; workflow errors would fail the same way.
-    pub fn retryable(&self) -> bool {
-        matches!(
-            self,
-            ComfyError::Unavailable { .. } | ComfyError::Lost | ComfyError::BadResponse(_)
-        )
-    }
-
     pub(crate) fn unavailable(err: impl std::fmt::Display) -> Self {
         ComfyError::Unavailable {
             reason: err.to_string(),

@@ -17,9 +17,26 @@ use sqlx::{
     QueryBuilder, Row, Sqlite, SqlitePool,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow},
 };
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, mpsc};
 
 pub use files::{THUMB_EDGE, thumbnail};
+
+use crate::jobs::Finished;
+
+/// The gallery as handlers see it; `None` inside with `GALLERY=off`. Which requests it keeps
+/// is decided when they are checked (`validate`).
+#[derive(Clone)]
+pub struct GalleryState(Option<Gallery>);
+
+impl GalleryState {
+    pub fn new(gallery: Option<Gallery>) -> GalleryState {
+        GalleryState(gallery)
+    }
+
+    pub fn gallery(&self) -> Option<&Gallery> {
+        self.0.as_ref()
+    }
+}
 
 /// Longest page a client may ask for.
 const MAX_PER_PAGE: u32 = 100;
@@ -49,6 +66,43 @@ pub struct Gallery {
 }
 
 impl Gallery {
+    /// Keeps the images of every finished request that asked for it, as they are announced,
+    /// until the announcing side goes away. The client never waits for this.
+    pub fn listen(&self, mut finished: mpsc::UnboundedReceiver<Finished>) {
+        let gallery = self.clone();
+        tokio::spawn(async move {
+            while let Some(done) = finished.recv().await {
+                if done.keep {
+                    gallery.keep(done);
+                }
+            }
+        });
+    }
+
+    fn keep(&self, done: Finished) {
+        let created_at = now_ms();
+        // One task per image: each writes its file at once and lets go of the bytes.
+        for image in done.images {
+            let new = NewImage {
+                data: image.data,
+                prompt: done.prompt.clone(),
+                negative_prompt: done.negative_prompt.clone(),
+                model: done.model.clone(),
+                seed: image.seed,
+                steps: done.steps,
+                cfg: done.cfg,
+                duration: done.took,
+                created_at,
+            };
+            let gallery = self.clone();
+            tokio::spawn(async move {
+                if let Err(e) = gallery.add(new).await {
+                    tracing::warn!(error = %e, "could not keep an image in the gallery");
+                }
+            });
+        }
+    }
+
     /// Opens (or creates) the gallery under `data_dir`, brings its schema up to date, and
     /// removes files a crash left without a row.
     pub async fn open(data_dir: &Path) -> anyhow::Result<Gallery> {

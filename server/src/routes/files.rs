@@ -1,42 +1,42 @@
 use axum::{
     body::Body,
-    extract::{Path, State},
+    extract::State,
     http::header,
     response::{IntoResponse, Response},
 };
 use tokio_util::io::ReaderStream;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{error::ApiError, extract::ApiPath, gallery::GalleryState, storage::ImageStore};
 
 /// Serves an image made for `response_format: "url"`, streamed from disk. The name is checked
 /// against the store's own naming scheme, so no request can reach another file.
 pub async fn image(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
+    State(store): State<ImageStore>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let gone = || ApiError::NotFound("This image does not exist or has expired.".into());
-    let (path, mime) = state.bridge.images.path_of(&name).ok_or_else(gone)?;
+    let (path, mime) = store.path_of(&name).ok_or_else(gone)?;
     serve(&path, mime, gone).await
 }
 
 /// A gallery image, by the same rule.
 pub async fn gallery_image(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
+    State(gallery): State<GalleryState>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    gallery_file(&state, &name, false).await
+    gallery_file(&gallery, &name, false).await
 }
 
 pub async fn gallery_thumb(
-    State(state): State<AppState>,
-    Path(name): Path<String>,
+    State(gallery): State<GalleryState>,
+    ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
-    gallery_file(&state, &name, true).await
+    gallery_file(&gallery, &name, true).await
 }
 
-async fn gallery_file(state: &AppState, name: &str, thumb: bool) -> Result<Response, ApiError> {
+async fn gallery_file(state: &GalleryState, name: &str, thumb: bool) -> Result<Response, ApiError> {
     let gone = || ApiError::NotFound("This image is not in the gallery.".into());
-    let gallery = state.bridge.gallery.as_ref().ok_or_else(gone)?;
+    let gallery = state.gallery().ok_or_else(gone)?;
     let (path, mime) = gallery.path_of(name, thumb).ok_or_else(gone)?;
     serve(&path, mime, gone).await
 }

@@ -1,26 +1,21 @@
-//! The HTTP surface: OpenAI's `/v1`, the bridge's own operations, and served images.
+//! The HTTP surface: OpenAI's `/v1`, the bridge's own operations, and served images. Handlers
+//! are thin: extract, validate, deliver. No route imports another.
 
-mod b64_body;
 mod chat;
 mod edits;
 mod files;
 mod health;
-mod image_stream;
 mod images;
 mod models;
-mod sse;
-mod upload;
-
-pub use health::report as health_report;
 
 use axum::{
     Router,
     extract::DefaultBodyLimit,
     middleware,
-    routing::{get, post},
+    routing::{any, get, post},
 };
 
-use crate::{error::ApiError, extract::require_key, state::AppState};
+use crate::{auth::require_key, error::ApiError, state::AppState};
 
 /// Bodies of JSON endpoints; uploads get their own, larger limits.
 const JSON_BODY_LIMIT: usize = 4 * 1024 * 1024;
@@ -29,9 +24,8 @@ const JSON_BODY_LIMIT: usize = 4 * 1024 * 1024;
 /// three sent as base64), plus the rest of the request.
 fn edit_body_limit(state: &AppState) -> usize {
     state
-        .bridge
-        .config
-        .max_image_bytes
+        .checks
+        .max_image_bytes()
         .saturating_mul(4)
         .saturating_add(1024 * 1024)
 }
@@ -62,6 +56,12 @@ pub fn ops(state: &AppState) -> Router<AppState> {
         .route("/gallery/{name}", get(files::gallery_image))
         .route("/gallery/thumbs/{name}", get(files::gallery_thumb))
         .merge(admin)
+        // The API's own prefixes never fall through to the web app's pages: a client that
+        // mistypes a path gets the envelope, not HTML.
+        .route("/v1/", any(not_found))
+        .route("/api", any(not_found))
+        .route("/api/", any(not_found))
+        .route("/api/{*rest}", any(not_found))
         .method_not_allowed_fallback(method_not_allowed)
 }
 

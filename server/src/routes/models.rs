@@ -1,47 +1,38 @@
-use app::api::models::{Model, ModelKind, ModelList};
-use axum::{
-    Json,
-    extract::{Path, State},
-};
+use app::api::models::{Model, ModelList};
+use axum::{Json, extract::State};
 
-use crate::{error::ApiError, state::AppState, templates};
+use crate::{error::ApiError, extract::ApiPath, models::Models, templates::Template};
 
-pub async fn list(State(state): State<AppState>) -> Json<ModelList> {
-    let set = state.bridge.templates();
+pub async fn list(State(models): State<Models>) -> Json<ModelList> {
     Json(ModelList {
         object: "list".into(),
-        data: set.iter().map(|t| describe(t)).collect(),
+        data: models.set().iter().map(|t| describe(t)).collect(),
     })
 }
 
 /// Ids arrive percent-decoded by axum; older SDKs send a raw `/` inside an id, which the
 /// wildcard route keeps.
 pub async fn retrieve(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
+    State(models): State<Models>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Model>, ApiError> {
-    state
-        .bridge
-        .templates()
+    models
+        .set()
         .get(&id)
         .map(|t| Json(describe(t)))
         .ok_or(ApiError::ModelNotFound(id))
 }
 
-pub fn describe(t: &templates::Template) -> Model {
+fn describe(t: &Template) -> Model {
     Model {
         id: t.id.clone(),
         object: "model".into(),
         created: t.created,
         owned_by: "comfyui".into(),
-        kind: Some(match t.kind {
-            templates::ModelKind::Txt2Img => ModelKind::Txt2Img,
-            templates::ModelKind::Img2Img => ModelKind::Img2Img,
-            templates::ModelKind::Inpaint => ModelKind::Inpaint,
-        }),
+        kind: Some(t.kind),
         description: t.description.clone(),
-        sizes: t.sizes.iter().map(ToString::to_string).collect(),
-        default_size: Some(t.default_size.to_string()),
+        sizes: t.sizes.clone(),
+        default_size: Some(t.default_size),
         max_images: u32::try_from(t.image_slots()).ok().filter(|n| *n > 0),
     }
 }

@@ -12,10 +12,8 @@ mod sidecar;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 use std::sync::Arc;
 
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub use sidecar::Overrides;
@@ -88,90 +86,10 @@ impl fmt::Display for Param {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    Txt2Img,
-    Img2Img,
-    Inpaint,
-}
-
-impl ModelKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ModelKind::Txt2Img => "txt2img",
-            ModelKind::Img2Img => "img2img",
-            ModelKind::Inpaint => "inpaint",
-        }
-    }
-}
-
-impl fmt::Display for ModelKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// An image size, written `WxH` (OpenAI's `size` format).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Size {
-    pub width: u32,
-    pub height: u32,
-}
-
-impl Size {
-    /// ComfyUI's own ceiling for image and latent sides.
-    pub const MAX_SIDE: u32 = 16384;
-
-    pub const fn new(width: u32, height: u32) -> Size {
-        Size { width, height }
-    }
-}
-
-impl fmt::Display for Size {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}x{}", self.width, self.height)
-    }
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid size {0:?}: expected WxH with each side 1..=16384, e.g. 1024x1024")]
-pub struct SizeParseError(String);
-
-impl FromStr for Size {
-    type Err = SizeParseError;
-
-    fn from_str(s: &str) -> Result<Size, SizeParseError> {
-        let err = || SizeParseError(s.to_owned());
-        let (w, h) = s.split_once('x').ok_or_else(err)?;
-        // u32::from_str would accept a leading '+'; sizes are plain digits only.
-        let side = |t: &str| -> Option<u32> {
-            if t.is_empty() || t.len() > 5 || !t.bytes().all(|b| b.is_ascii_digit()) {
-                return None;
-            }
-            t.parse::<u32>()
-                .ok()
-                .filter(|v| (1..=Size::MAX_SIDE).contains(v))
-        };
-        match (side(w), side(h)) {
-            (Some(width), Some(height)) => Ok(Size { width, height }),
-            _ => Err(err()),
-        }
-    }
-}
-
-impl Serialize for Size {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
-
-impl<'de> Deserialize<'de> for Size {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Size, D::Error> {
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
+pub use app::api::{
+    models::ModelKind,
+    size::{Size, SizeParseError},
+};
 
 /// The sixteen sizes the original bridge offered; the default `sizes` of a template.
 pub const DEFAULT_SIZES: [Size; 16] = [
@@ -270,14 +188,13 @@ impl TemplateError {
     }
 }
 
-/// Values for one render. `width`/`height` of 0 mean the template's default size.
-#[derive(Debug, Clone, Default, PartialEq)]
+/// Values for one render.
+#[derive(Debug, Clone, PartialEq)]
 pub struct RenderParams {
     pub prompt: String,
     pub negative_prompt: Option<String>,
     pub seed: u64,
-    pub width: u32,
-    pub height: u32,
+    pub size: Size,
     pub steps: Option<u32>,
     pub cfg: Option<f64>,
     pub sampler: Option<String>,
@@ -289,6 +206,27 @@ pub struct RenderParams {
     pub images: Vec<String>,
     pub mask: Option<String>,
     pub strength: Option<f64>,
+}
+
+impl RenderParams {
+    /// Values for an image of `size`, with every other value the template's own.
+    pub fn new(size: Size) -> RenderParams {
+        RenderParams {
+            prompt: String::new(),
+            negative_prompt: None,
+            seed: 0,
+            size,
+            steps: None,
+            cfg: None,
+            sampler: None,
+            scheduler: None,
+            quality: None,
+            style: None,
+            images: Vec::new(),
+            mask: None,
+            strength: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -128,7 +128,6 @@ enum Val {
 
 pub(super) fn render(t: &Template, p: &RenderParams) -> Value {
     let c = choose(t, p);
-    let size = |v: u32, default: u32| i128::from(if v == 0 { default } else { v });
     let img2img = t.kind != ModelKind::Txt2Img;
     // A "{{negative_prompt}}" left unfilled would reach the encoder as literal text.
     let negative = c.negative_prompt.clone().or_else(|| {
@@ -144,14 +143,8 @@ pub(super) fn render(t: &Template, p: &RenderParams) -> Value {
         ),
         (Param::NegativePrompt, negative.map(Val::Str)),
         (Param::Seed, Some(Val::Int(i128::from(p.seed)))),
-        (
-            Param::Width,
-            Some(Val::Int(size(p.width, t.default_size.width))),
-        ),
-        (
-            Param::Height,
-            Some(Val::Int(size(p.height, t.default_size.height))),
-        ),
+        (Param::Width, Some(Val::Int(i128::from(p.size.width)))),
+        (Param::Height, Some(Val::Int(i128::from(p.size.height)))),
         (Param::BatchSize, Some(Val::Int(1))),
         (Param::Steps, c.steps.map(|v| Val::Int(i128::from(v)))),
         (Param::Cfg, c.cfg.map(Val::Float)),

@@ -309,11 +309,10 @@ fn shipped_edit_models_detection() {
         let out = t.render(&RenderParams {
             prompt: "p".into(),
             seed: 3,
-            width: 256,
-            height: 64,
+            size: Size::new(256, 64),
             images: names.clone(),
             strength: Some(0.25),
-            ..Default::default()
+            ..RenderParams::new(t.default_size)
         });
         for (target, name) in want.images.iter().zip(&names) {
             let (node, input_name) = target.split_once('.').expect("node.input");
@@ -327,7 +326,7 @@ fn shipped_edit_models_detection() {
         }
         let (node, input_name) = want.strength.split_once('.').expect("node.input");
         assert_eq!(input(&out, node, input_name), 0.25, "{id}");
-        let out = t.render(&RenderParams::default());
+        let out = t.render(&RenderParams::new(t.default_size));
         assert_eq!(
             input(&out, node, input_name),
             want.default_strength,
@@ -434,9 +433,8 @@ fn weightfree_detection() {
     let out = t.render(&RenderParams {
         prompt: "a red fox".into(),
         seed: 7,
-        width: 64,
-        height: 64,
-        ..Default::default()
+        size: Size::new(64, 64),
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(input(&out, "4", "value"), "a red fox");
     assert_eq!(input(&out, "2", "seed"), 7);
@@ -549,13 +547,12 @@ fn render_puts_values_in_place_and_leaves_template_alone() {
         prompt: "a cat".into(),
         negative_prompt: Some("ignored: no negative text".into()),
         seed: 12345,
-        width: 768,
-        height: 1344,
+        size: Size::new(768, 1344),
         steps: Some(7),
         cfg: Some(1.5),
         sampler: Some("euler".into()),
         scheduler: Some("simple".into()),
-        ..Default::default()
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(input(&out, "45", "text"), "a cat");
     assert_eq!(input(&out, "44", "seed"), 12345);
@@ -580,7 +577,7 @@ fn render_puts_values_in_place_and_leaves_template_alone() {
     let again = t.render(&RenderParams {
         prompt: "a cat".into(),
         seed: 12345,
-        ..Default::default()
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(
         input(&again, "44", "steps"),
@@ -609,7 +606,7 @@ fn render_order_defaults_then_quality_then_style_then_request() {
     let t = ok(&sdxl_graph(), Some(toml));
     let base = RenderParams {
         prompt: "p".into(),
-        ..Default::default()
+        ..RenderParams::new(t.default_size)
     };
     let out = t.render(&base);
     assert_eq!(input(&out, "3", "steps"), 20);
@@ -649,7 +646,7 @@ fn render_order_defaults_then_quality_then_style_then_request() {
 #[test]
 fn render_keeps_workflow_negative_without_defaults() {
     let t = ok(&sdxl_graph(), None);
-    let out = t.render(&RenderParams::default());
+    let out = t.render(&RenderParams::new(t.default_size));
     assert_eq!(input(&out, "7", "text"), "neg");
 }
 
@@ -660,9 +657,8 @@ fn render_clamps_and_wraps_into_input_ranges() {
         seed: u64::MAX,
         steps: Some(50_000),
         cfg: Some(1e9),
-        width: 8,
-        height: 20_000,
-        ..Default::default()
+        size: Size::new(8, 20_000),
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(
         input(&out, "3", "seed"),
@@ -684,7 +680,7 @@ fn render_clamps_and_wraps_into_input_ranges() {
     for (seed, want) in [(3, 3), (max, max), (max + 1, 0), (u64::MAX, max)] {
         let out = t.render(&RenderParams {
             seed,
-            ..Default::default()
+            ..RenderParams::new(t.default_size)
         });
         assert_eq!(input(&out, "20", "value"), want, "seed {seed}");
     }
@@ -703,13 +699,13 @@ fn render_strength_only_for_img2img() {
     assert!(!t.supports(Param::Width), "size comes from the image");
     let out = t.render(&RenderParams {
         images: vec!["upload_1.png".into()],
-        ..Default::default()
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(input(&out, "10", "image"), "upload_1.png");
     assert_eq!(input(&out, "3", "denoise"), 0.6, "default strength");
     let out = t.render(&RenderParams {
         strength: Some(0.25),
-        ..Default::default()
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(input(&out, "3", "denoise"), 0.25);
 }
@@ -813,7 +809,7 @@ fn inpaint_detection() {
     let out = t.render(&RenderParams {
         images: vec!["i.png".into()],
         mask: Some("m.png".into()),
-        ..Default::default()
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(input(&out, "11", "image"), "m.png");
     assert_eq!(
@@ -877,8 +873,8 @@ fn placeholders_bind_and_render_as_numbers() {
     let t = ok(&g, Some("[defaults]\nsteps = 12"));
     let out = t.render(&RenderParams {
         seed: 99,
-        width: 640,
-        ..Default::default()
+        size: Size::new(640, t.default_size.height),
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(input(&out, "3", "seed"), 99);
     assert_eq!(input(&out, "3", "steps"), 12);
@@ -1093,7 +1089,7 @@ fn several_load_images_are_image_slots_in_id_order() {
     let render = |images: &[&str]| {
         t.render(&RenderParams {
             images: images.iter().map(|s| (*s).to_owned()).collect(),
-            ..Default::default()
+            ..RenderParams::new(t.default_size)
         })
     };
     assert_eq!(files(&render(&["a.png"])), ["a.png", "a.png", "a.png"]);
@@ -1124,7 +1120,7 @@ fn image_bindings_override_slot_detection() {
     assert_eq!(t.image_slots(), 2);
     let out = t.render(&RenderParams {
         images: vec!["a.png".into(), "b.png".into()],
-        ..Default::default()
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(input(&out, "10", "image"), "a.png");
     assert_eq!(input(&out, "2", "image"), "b.png");
@@ -1157,7 +1153,7 @@ fn mask_in_alpha_only_from_the_first_image_slot() {
     let out = t.render(&RenderParams {
         images: vec!["a.png".into()],
         mask: Some("m.png".into()),
-        ..Default::default()
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(input(&out, "10", "image"), "m.png");
 
@@ -1255,7 +1251,7 @@ fn sidecar_full() {
     assert_eq!(t.style["natural"].sampler.as_deref(), Some("euler"));
     let out = t.render(&RenderParams {
         style: Some("natural".into()),
-        ..Default::default()
+        ..RenderParams::new(t.default_size)
     });
     assert_eq!(input(&out, "3", "sampler_name"), "euler");
     assert_eq!(input(&out, "3", "scheduler"), "normal");

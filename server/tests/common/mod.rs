@@ -82,6 +82,11 @@ pub async fn start_full(sim_config: sim::SimConfig, tune: impl FnOnce(&mut Confi
 }
 
 impl Harness {
+    /// The bridge's `DATA_DIR`.
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     /// Waits until the bridge's event socket to ComfyUI is up, as it is moments after start.
     pub async fn wait_for_socket(&self) {
         for _ in 0..200 {

@@ -6,15 +6,12 @@ use app::api::images::OutputFormat;
 use bytes::Bytes;
 use image::{ImageFormat, codecs::jpeg::JpegEncoder, codecs::webp::WebPEncoder};
 
-use crate::error::ApiError;
+use crate::{error::ApiError, validate::Output};
 
 /// Re-encodes an image unless it already is in the wanted format. Runs on the blocking pool:
 /// decoding and encoding a large image takes long enough to stall other requests.
-pub async fn transcode(
-    data: Bytes,
-    format: OutputFormat,
-    compression: Option<u8>,
-) -> Result<Bytes, ApiError> {
+pub async fn transcode(data: Bytes, output: &Output) -> Result<Bytes, ApiError> {
+    let (format, compression) = (output.format, output.compression);
     if sniff(&data) == Some(format) {
         return Ok(data);
     }
@@ -23,7 +20,7 @@ pub async fn transcode(
         .map_err(|e| ApiError::Internal(format!("transcoding task failed: {e}")))?
 }
 
-pub fn sniff(data: &[u8]) -> Option<OutputFormat> {
+fn sniff(data: &[u8]) -> Option<OutputFormat> {
     match image::guess_format(data).ok()? {
         ImageFormat::Png => Some(OutputFormat::Png),
         ImageFormat::Jpeg => Some(OutputFormat::Jpeg),
@@ -57,6 +54,15 @@ fn encode(data: &[u8], format: OutputFormat, compression: Option<u8>) -> Result<
 mod tests {
     use super::*;
 
+    fn output(format: OutputFormat, compression: Option<u8>) -> Output {
+        Output {
+            response_format: app::api::images::ResponseFormat::B64Json,
+            format,
+            compression,
+            quality: "auto".into(),
+        }
+    }
+
     fn png() -> Bytes {
         let img =
             image::RgbImage::from_fn(8, 4, |x, y| image::Rgb([x as u8 * 30, y as u8 * 60, 9]));
@@ -68,7 +74,7 @@ mod tests {
     #[tokio::test]
     async fn png_passes_through_untouched() {
         let data = png();
-        let out = transcode(data.clone(), OutputFormat::Png, None)
+        let out = transcode(data.clone(), &output(OutputFormat::Png, None))
             .await
             .unwrap();
         assert_eq!(out, data);
@@ -77,7 +83,7 @@ mod tests {
     #[tokio::test]
     async fn converts_to_jpeg_and_webp_keeping_size() {
         for format in [OutputFormat::Jpeg, OutputFormat::Webp] {
-            let out = transcode(png(), format, Some(80)).await.unwrap();
+            let out = transcode(png(), &output(format, Some(80))).await.unwrap();
             assert_eq!(sniff(&out), Some(format));
             let img = image::load_from_memory(&out).unwrap();
             assert_eq!((img.width(), img.height()), (8, 4));

@@ -10,6 +10,7 @@ use reqwest::Url;
 
 use crate::error::ApiError;
 
+#[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
     /// `host` (any port) or `host:port`, lowercase.

@@ -1,94 +1,79 @@
 //! `stream: true` on generations and edits: OpenAI's `*.partial_image` events made from
 //! ComfyUI's preview frames, spread over the run, then one `*.completed` event per image.
 
-use std::sync::Arc;
-
-use app::api::images::{ImageProgressEvent, ImageStreamEvent, ImageUsage, InputTokensDetails};
+use app::api::{
+    images::{
+        ImageEvent, ImagePayload, ImageProgress, ImageUsage, InputTokensDetails, ProgressStatus,
+    },
+    stream::StreamEvent,
+};
 use axum::response::Response;
 
 use super::{
-    images::{Delivery, deliver, now_secs},
-    sse::{self, Events},
+    Carrier, Delivery, now_secs,
+    sse::{self, Ending, Events},
 };
 use crate::{
     comfy::JobUpdate,
     error::ApiError,
-    jobs::{self, Inputs, Step},
-    state::Bridge,
+    jobs::{Jobs, Step},
     tokens,
-    validate::Generation,
+    validate::{ImageStream, Job},
 };
 
-#[derive(Clone, Copy)]
-pub(super) enum Kind {
-    Generation,
-    Edit,
-}
-
-impl Kind {
-    fn event(self, what: &str) -> String {
-        match self {
-            Kind::Generation => format!("image_generation.{what}"),
-            Kind::Edit => format!("image_edit.{what}"),
-        }
-    }
-}
-
-/// What the client asked of the stream.
-pub(super) struct Options {
-    pub kind: Kind,
-    /// `partial_images`: previews per image, 0–3.
-    pub partials: u8,
-    /// `stream_progress`: also send the bridge's own progress events.
-    pub progress: bool,
-}
-
-pub(super) fn respond(
-    bridge: Arc<Bridge>,
-    job: Generation,
-    inputs: Inputs,
-    options: Options,
-) -> Response {
-    sse::stream(bridge.config.sse_keepalive(), move |events| async move {
-        if let Err(e) = run(&bridge, &job, &inputs, &options, &events).await {
-            events.error(&e).await;
-        }
-    })
+/// Streams a generation or edit: progress (if asked), partial images, then each image.
+pub async fn image_stream(
+    delivery: &Delivery,
+    jobs: Jobs,
+    job: Job,
+    options: ImageStream,
+) -> Result<Response, ApiError> {
+    let delivery = delivery.clone();
+    sse::respond(
+        delivery.keepalive,
+        Ending::Plain,
+        move |events| async move { run(&delivery, &jobs, &job, options, &events).await },
+    )
+    .await
 }
 
 async fn run(
-    bridge: &Bridge,
-    job: &Generation,
-    inputs: &Inputs,
-    options: &Options,
+    delivery: &Delivery,
+    jobs: &Jobs,
+    job: &Job,
+    options: ImageStream,
     events: &Events,
 ) -> Result<(), ApiError> {
+    let output = job.output();
     // OpenAI's events say nothing of which image they belong to; with `stream_progress` the
     // bridge adds it, so a client with n > 1 can place partials.
-    let event = |what: &str, index: usize, b64_json: String| ImageStreamEvent {
-        kind: options.kind.event(what),
+    let payload = |index: usize, b64_json: String| ImagePayload {
         b64_json,
         created_at: now_secs(),
-        size: job.size.to_string(),
-        quality: job.quality.clone(),
+        size: job.size(),
+        quality: output.quality.clone(),
         background: "opaque".into(),
-        output_format: job.output_format,
+        output_format: output.format,
         partial_image_index: None,
         usage: None,
         image_index: options.progress.then_some(index as u32),
         seed: None,
     };
-    let mut schedule = PartialSchedule::new(job.seeds.len(), options.partials);
-    let mut run = jobs::generate_reporting(bridge, job, inputs);
+    let mut schedule = PartialSchedule::new(job.seeds().len(), options.partials);
+    let mut run = jobs.run_reporting(job);
     let images = loop {
         let (index, update) = match run.next().await {
             Step::Update(index, update) => (index, update),
             Step::Done(result) => break result?,
         };
+        // The job is queued: from here on there is something to stream.
+        events.begin();
         if options.progress
-            && let Some(p) = progress_event(options.kind, index, &update)
+            && let Some(p) = progress(index, &update)
         {
-            events.json(Some(&p.kind), &p).await;
+            events
+                .send(&StreamEvent::Image(ImageEvent::progress(options.kind, p)))
+                .await;
         }
         match update {
             JobUpdate::Progress { value, max, .. } => schedule.progress(index, value, max),
@@ -97,24 +82,29 @@ async fn run(
                     continue;
                 };
                 // A preview that cannot be converted is skipped; the final image matters.
-                let Ok(b64) = deliver(bridge, job, data, Delivery::Base64).await else {
+                let Ok(b64) = delivery.carry(output, data, Carrier::Base64).await else {
                     continue;
                 };
-                let partial = ImageStreamEvent {
+                let partial = ImagePayload {
                     partial_image_index: Some(n),
-                    ..event("partial_image", index, b64)
+                    ..payload(index, b64)
                 };
-                events.json(Some(&partial.kind), &partial).await;
+                events
+                    .send(&StreamEvent::Image(ImageEvent::partial(
+                        options.kind,
+                        partial,
+                    )))
+                    .await;
             }
             _ => {}
         }
     };
     drop(run);
 
-    let text_tokens = tokens::count(job.params.prompt.clone()).await?;
+    let text_tokens = tokens::count(job.prompt().to_string()).await?;
     for (index, image) in images.into_iter().enumerate() {
-        let b64 = deliver(bridge, job, image.data, Delivery::Base64).await?;
-        let completed = ImageStreamEvent {
+        let b64 = delivery.carry(output, image.data, Carrier::Base64).await?;
+        let completed = ImagePayload {
             usage: Some(ImageUsage {
                 total_tokens: text_tokens,
                 input_tokens: text_tokens,
@@ -125,27 +115,31 @@ async fn run(
                 },
             }),
             seed: options.progress.then_some(image.seed),
-            ..event("completed", index, b64)
+            ..payload(index, b64)
         };
-        if !events.json(Some(&completed.kind), &completed).await {
+        let event = StreamEvent::Image(ImageEvent::completed(options.kind, completed));
+        if !events.send(&event).await {
             break;
         }
     }
     Ok(())
 }
 
-fn progress_event(kind: Kind, index: usize, update: &JobUpdate) -> Option<ImageProgressEvent> {
+fn progress(index: usize, update: &JobUpdate) -> Option<ImageProgress> {
     let (status, queue_position, step, steps) = match update {
-        JobUpdate::Queued { ahead } => ("queued", ahead.map(|a| a as u32), None, None),
-        JobUpdate::Started => ("running", None, None, None),
-        JobUpdate::Progress { value, max, .. } => ("sampling", None, Some(*value), Some(*max)),
+        JobUpdate::Queued { ahead } => {
+            (ProgressStatus::Queued, ahead.map(|a| a as u32), None, None)
+        }
+        JobUpdate::Started => (ProgressStatus::Running, None, None, None),
+        JobUpdate::Progress { value, max, .. } => {
+            (ProgressStatus::Sampling, None, Some(*value), Some(*max))
+        }
         JobUpdate::Node { .. } | JobUpdate::Preview { .. } => return None,
     };
-    Some(ImageProgressEvent {
-        kind: kind.event("progress"),
+    Some(ImageProgress {
         created_at: now_secs(),
         image_index: index as u32,
-        status: status.into(),
+        status,
         queue_position,
         step,
         steps,

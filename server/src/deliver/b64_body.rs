@@ -117,7 +117,7 @@ mod tests {
             background: Some("opaque".into()),
             output_format: None,
             quality: Some("auto".into()),
-            size: Some("64x64".into()),
+            size: Some(app::api::size::Size::new(64, 64)),
         };
         let mut expected = reply.clone();
         for (item, image) in expected.data.iter_mut().zip(&images) {

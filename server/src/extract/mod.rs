@@ -1,17 +1,24 @@
-//! Request extraction with OpenAI-shaped rejections: JSON bodies whose errors name the field,
-//! and the bearer-key check.
+//! Request extraction with OpenAI-shaped rejections: strict JSON bodies whose errors name the
+//! field, path parameters, and edit forms (multipart or JSON).
+
+mod form;
+
+pub use form::read_upload;
 
 use axum::{
     body::Bytes,
-    extract::{FromRequest, Request, State},
+    extract::{FromRequest, FromRequestParts, Path, Request},
     http::{HeaderMap, header},
-    middleware::Next,
-    response::Response,
 };
 use serde::de::DeserializeOwned;
-use subtle::ConstantTimeEq;
 
-use crate::{error::ApiError, state::AppState};
+use crate::error::{ApiError, ErrorCode};
+
+/// A path parameter. One that is not UTF-8 after percent-decoding, or not of the route's type,
+/// is a 400 in the envelope.
+#[derive(FromRequestParts)]
+#[from_request(via(Path), rejection(ApiError))]
+pub struct ApiPath<T>(pub T);
 
 /// A JSON body. Malformed or mistyped bodies are a 400 naming the offending field, never 422.
 pub struct ApiJson<T>(pub T);
@@ -21,12 +28,11 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         if !is_json(req.headers()) {
-            return Err(ApiError::InvalidRequest {
-                message: "Send the request body as JSON with `Content-Type: application/json`."
-                    .into(),
-                param: None,
-                code: Some("invalid_content_type"),
-            });
+            return Err(ApiError::bad(
+                ErrorCode::InvalidContentType,
+                None,
+                "Send the request body as JSON with `Content-Type: application/json`.",
+            ));
         }
         let body = body_bytes(req, state).await?;
         parse_json(&body).map(ApiJson)
@@ -39,11 +45,11 @@ pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes
         if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge("The request body is too large.".into())
         } else {
-            ApiError::InvalidRequest {
-                message: "The request body could not be read.".into(),
-                param: None,
-                code: None,
-            }
+            ApiError::bad(
+                ErrorCode::InvalidValue,
+                None,
+                "The request body could not be read.",
+            )
         }
     })
 }
@@ -64,17 +70,19 @@ pub fn media_type(headers: &HeaderMap) -> String {
         .unwrap_or_default()
 }
 
+/// Parses a JSON body: exactly one value (trailing data is refused, not ignored), with errors
+/// that name the field.
 pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let de = &mut serde_json::Deserializer::from_slice(body);
-    serde_path_to_error::deserialize(de).map_err(|err| {
+    let value = serde_path_to_error::deserialize(&mut *de).map_err(|err| {
         let path = err.path().to_string();
         let inner = err.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            return ApiError::InvalidRequest {
-                message: format!("The request body is not valid JSON: {inner}."),
-                param: None,
-                code: Some("invalid_json"),
-            };
+            return ApiError::bad(
+                ErrorCode::InvalidJson,
+                None,
+                format!("The request body is not valid JSON: {inner}."),
+            );
         }
         let text = inner.to_string();
         // serde reports a missing field at the parent's path, naming it in the message.
@@ -92,51 +100,23 @@ pub fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
         ApiError::InvalidRequest {
             message,
             param,
-            code: Some(if missing.is_some() {
-                "missing_required_parameter"
+            code: if missing.is_some() {
+                ErrorCode::MissingRequiredParameter
             } else {
-                "invalid_type"
-            }),
+                ErrorCode::InvalidType
+            },
         }
-    })
-}
-
-/// Rejects requests without a configured key. Every key is compared in constant time, and all
-/// of them are compared, so timing tells nothing about which prefix matched.
-pub async fn require_key(
-    State(state): State<AppState>,
-    req: Request,
-    next: Next,
-) -> Result<Response, ApiError> {
-    let keys = &state.bridge.api_keys;
-    if keys.is_empty() {
-        return Ok(next.run(req).await);
-    }
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .unwrap_or("");
-    if key_matches(keys, presented) {
-        Ok(next.run(req).await)
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
-
-/// Whether `presented` is one of `keys`, compared in constant time so that timing tells
-/// nothing about how much of a key was right.
-pub fn key_matches(keys: &[String], presented: &str) -> bool {
-    let mut ok = subtle::Choice::from(0u8);
-    for key in keys {
-        ok |= key.as_bytes().ct_eq(presented.as_bytes());
-    }
-    bool::from(ok) && !presented.is_empty()
+    })?;
+    de.end().map_err(|e| {
+        ApiError::bad(
+            ErrorCode::InvalidJson,
+            None,
+            format!(
+                "The request body is not valid JSON: {e}: there is more after the first value."
+            ),
+        )
+    })?;
+    Ok(value)
 }
 
 #[cfg(test)]
@@ -178,6 +158,20 @@ mod tests {
             msg.starts_with("The request body is not valid JSON"),
             "{msg}"
         );
+    }
+
+    #[test]
+    fn trailing_data_is_refused() {
+        let (msg, param) = err(r#"{"prompt":"x"} {"prompt":"y"}"#);
+        assert_eq!(param, None);
+        assert!(msg.contains("more after the first value"), "{msg}");
+        let (msg, _) = err(r#"{"prompt":"x"}garbage"#);
+        assert!(
+            msg.starts_with("The request body is not valid JSON"),
+            "{msg}"
+        );
+        // Whitespace after the value is still one value.
+        assert!(parse_json::<Req>(b"{\"prompt\":\"x\"}\n  ").is_ok());
     }
 
     #[test]

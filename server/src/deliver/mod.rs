@@ -1,0 +1,170 @@
+//! Getting finished images to the client: each one transcoded to the asked format, then inline
+//! as base64 (streamed into the body), as a `data:` URL, or stored and linked; and the two
+//! kinds of event stream, image events and chat chunks.
+
+mod b64_body;
+mod chat;
+mod encode;
+mod image_stream;
+mod progress;
+mod sse;
+
+use std::time::Duration;
+
+use app::api::images::{ImageData, ImagesResponse, ResponseFormat};
+use axum::{
+    Json,
+    http::HeaderMap,
+    response::{IntoResponse, Response},
+};
+use base64::Engine;
+use bytes::Bytes;
+
+use crate::{
+    config::{ChatImages, Config},
+    error::ApiError,
+    jobs::{Generated, Jobs},
+    storage::ImageStore,
+    validate::{ChatRequest, ImageRequest, Job, Output},
+};
+
+/// Where and how replies carry images.
+#[derive(Clone)]
+pub struct Delivery {
+    store: ImageStore,
+    keepalive: Duration,
+    chat_images: ChatImages,
+}
+
+/// How one finished image reaches the client.
+enum Carrier<'a> {
+    Base64,
+    /// Base64 behind a `data:` prefix, ready for markdown or an `<img>`.
+    DataUrl,
+    /// Stored, and linked under this base URL.
+    Url(&'a str),
+}
+
+impl Delivery {
+    pub fn new(config: &Config, store: ImageStore) -> Delivery {
+        Delivery {
+            store,
+            keepalive: config.sse_keepalive(),
+            chat_images: config.chat_images,
+        }
+    }
+
+    /// Runs an image request's job and answers with its images: one `ImagesResponse`, or a
+    /// stream of image events.
+    pub async fn images(
+        &self,
+        jobs: &Jobs,
+        headers: &HeaderMap,
+        request: ImageRequest,
+    ) -> Result<Response, ApiError> {
+        match request.stream {
+            Some(options) => {
+                image_stream::image_stream(self, jobs.clone(), request.job, options).await
+            }
+            None => {
+                let images = jobs.run(&request.job).await?;
+                self.images_response(headers, &request.job, images).await
+            }
+        }
+    }
+
+    /// Runs a chat request's job and answers with the assistant's reply, whole or streamed.
+    pub async fn chat(
+        &self,
+        jobs: &Jobs,
+        headers: &HeaderMap,
+        request: ChatRequest,
+    ) -> Result<Response, ApiError> {
+        match request.stream {
+            Some(_) => chat::chat_stream(self, jobs.clone(), headers, request).await,
+            None => chat::chat_reply(self, jobs, headers, request).await,
+        }
+    }
+
+    /// The `ImagesResponse` for finished images: inline as base64 (streamed into the body)
+    /// or stored and linked.
+    async fn images_response(
+        &self,
+        headers: &HeaderMap,
+        job: &Job,
+        images: Vec<Generated>,
+    ) -> Result<Response, ApiError> {
+        let output = job.output();
+        let base_url = match output.response_format {
+            ResponseFormat::Url => Some(self.store.base(headers)),
+            ResponseFormat::B64Json => None,
+        };
+        let revised_prompt = Some(job.prompt().to_string()).filter(|p| !p.is_empty());
+        let mut data = Vec::with_capacity(images.len());
+        let mut inline = Vec::new();
+        for image in images {
+            let mut item = ImageData {
+                revised_prompt: revised_prompt.clone(),
+                seed: Some(image.seed),
+                ..ImageData::default()
+            };
+            match &base_url {
+                Some(base) => {
+                    item.url = Some(self.carry(output, image.data, Carrier::Url(base)).await?)
+                }
+                None => inline.push(encode::transcode(image.data, output).await?),
+            }
+            data.push(item);
+        }
+        let reply = ImagesResponse {
+            created: now_secs(),
+            data,
+            background: Some("opaque".into()),
+            output_format: Some(output.format),
+            quality: Some(output.quality.clone()),
+            size: Some(job.size()),
+        };
+        if inline.is_empty() {
+            Ok(Json(reply).into_response())
+        } else {
+            b64_body::response(reply, inline)
+        }
+    }
+
+    /// One finished image in the asked format, as the text that carries it to the client.
+    async fn carry(
+        &self,
+        output: &Output,
+        image: Bytes,
+        how: Carrier<'_>,
+    ) -> Result<String, ApiError> {
+        let bytes = encode::transcode(image, output).await?;
+        let base64 = base64::engine::general_purpose::STANDARD;
+        Ok(match how {
+            Carrier::Base64 => base64.encode(&bytes),
+            Carrier::DataUrl => {
+                let mime = output.format.mime();
+                let mut out = String::with_capacity(bytes.len() * 4 / 3 + mime.len() + 16);
+                out.push_str("data:");
+                out.push_str(mime);
+                out.push_str(";base64,");
+                base64.encode_string(&bytes, &mut out);
+                out
+            }
+            Carrier::Url(base) => {
+                let name =
+                    self.store.put(&bytes, output.format).await.map_err(|e| {
+                        ApiError::Internal(format!("could not store an image: {e}"))
+                    })?;
+                ImageStore::link(base, &name)
+            }
+        })
+    }
+}
+
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

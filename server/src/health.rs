@@ -1,0 +1,62 @@
+//! The bridge's state as `/health` and the web app's connection panel report it.
+
+use app::api::health::{HealthReport, ServerHealth, WorkflowHealth};
+
+use crate::{
+    error::{ApiError, ErrorCode},
+    jobs::Jobs,
+    models::Models,
+};
+
+/// Each server's reachability, queue and version, and the loaded models.
+pub async fn report(jobs: &Jobs, models: &Models) -> HealthReport {
+    check(jobs, models).await.0
+}
+
+/// The report, and why the bridge cannot serve when no ComfyUI answers or no workflow is
+/// loaded (also in the report's `error`, in the envelope's shape).
+pub async fn check(jobs: &Jobs, models: &Models) -> (HealthReport, Option<ApiError>) {
+    let servers = jobs.pool().servers();
+    let probes = futures::future::join_all(servers.iter().map(|s| async move {
+        let probe = s.probe().await;
+        ServerHealth {
+            url: s.url().to_string(),
+            reachable: probe.reachable,
+            socket_connected: s.socket_connected(),
+            queue_remaining: probe.queue_remaining,
+            comfyui_version: probe.version,
+            error: probe.error,
+        }
+    }))
+    .await;
+    let set = models.set();
+    let problem = if !probes.iter().any(|p| p.reachable) {
+        Some(ApiError::Unavailable(
+            ErrorCode::ComfyuiUnavailable,
+            "No ComfyUI server answers right now; try again shortly.".into(),
+        ))
+    } else if set.is_empty() {
+        Some(ApiError::Unavailable(
+            ErrorCode::NoModels,
+            "No workflow is loaded; see `workflows.errors`, fix the files and POST /reload.".into(),
+        ))
+    } else {
+        None
+    };
+    let report = HealthReport {
+        status: if problem.is_none() {
+            "ok"
+        } else {
+            "unavailable"
+        }
+        .into(),
+        demo: jobs.demo(),
+        servers: probes,
+        workflows: WorkflowHealth {
+            models: set.iter().map(|t| t.id.clone()).collect(),
+            errors: models.errors(),
+        },
+        error: problem.as_ref().map(ApiError::body),
+    };
+    (report, problem)
+}

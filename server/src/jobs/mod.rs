@@ -1,0 +1,214 @@
+//! Running a request's images on ComfyUI: admission against global limits, one prompt per
+//! image with its own seed, several at once per request, results in request order. Finished
+//! images are announced on a channel (the gallery listens); nothing is stored from here.
+
+mod limits;
+mod staging;
+
+use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt, stream};
+use tokio::sync::mpsc;
+
+pub use limits::Limits;
+use staging::Staging;
+
+use crate::{
+    comfy::{ComfyError, ComfyPool, JobUpdate},
+    config::Config,
+    error::ApiError,
+    templates::RenderParams,
+    validate::Job,
+};
+
+/// Progress of a request's jobs, each update tagged with the index of its image.
+type Updates = mpsc::UnboundedSender<(usize, JobUpdate)>;
+
+/// One finished image, as the workflow's output node wrote it.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    pub data: Bytes,
+    pub seed: u64,
+}
+
+/// What one request made, as its listeners hear of it.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub model: String,
+    pub prompt: String,
+    pub negative_prompt: Option<String>,
+    pub steps: Option<u32>,
+    pub cfg: Option<f64>,
+    /// Whether the request asked for its images to be kept (the gallery's decision, made when
+    /// the request was checked).
+    pub keep: bool,
+    pub images: Vec<Generated>,
+    pub took: Duration,
+}
+
+/// The ComfyUI servers and the limits jobs run under.
+#[derive(Clone)]
+pub struct Jobs(Arc<Inner>);
+
+struct Inner {
+    pool: ComfyPool,
+    limits: Limits,
+    timeout: Duration,
+    /// True when the pool points at the built-in simulator.
+    demo: bool,
+    finished: Option<mpsc::UnboundedSender<Finished>>,
+}
+
+impl Jobs {
+    pub fn new(
+        config: &Config,
+        pool: ComfyPool,
+        demo: bool,
+        finished: Option<mpsc::UnboundedSender<Finished>>,
+    ) -> Jobs {
+        Jobs(Arc::new(Inner {
+            pool,
+            limits: Limits::new(
+                config.max_concurrent_jobs,
+                config.max_queued_jobs,
+                config.per_request_concurrency,
+            ),
+            timeout: config.generation_timeout(),
+            demo,
+            finished,
+        }))
+    }
+
+    pub fn pool(&self) -> &ComfyPool {
+        &self.0.pool
+    }
+
+    pub fn demo(&self) -> bool {
+        self.0.demo
+    }
+
+    /// Generates one image per seed of `job`. The first failure fails the request, and
+    /// dropping the future cancels the jobs in ComfyUI. Input files are uploaded once to each
+    /// server that runs one of the jobs, and removed again afterwards where the server allows.
+    pub async fn run(&self, job: &Job) -> Result<Vec<Generated>, ApiError> {
+        self.run_all(job, None).await
+    }
+
+    /// As [`Jobs::run`], telling each job's progress as it happens: call [`Reporting::next`]
+    /// until it returns [`Step::Done`].
+    pub fn run_reporting<'a>(&'a self, job: &'a Job) -> Reporting<'a> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        Reporting {
+            generation: Box::pin(self.run_all(job, Some(tx))),
+            updates: rx,
+        }
+    }
+
+    async fn run_all(
+        &self,
+        job: &Job,
+        updates: Option<Updates>,
+    ) -> Result<Vec<Generated>, ApiError> {
+        let Inner {
+            pool,
+            limits,
+            timeout,
+            ..
+        } = &*self.0;
+        let updates = updates.as_ref();
+        let started = std::time::Instant::now();
+        let template = job.template();
+        let _admission = limits.admit(job.seeds().len())?;
+        let staging = Staging::default();
+        let staging = &staging;
+        let images = stream::iter(job.seeds().iter().copied().enumerate())
+            .map(|(index, seed)| async move {
+                let _permit = match limits.try_run() {
+                    Some(permit) => permit,
+                    None => {
+                        // Waiting in the bridge's own queue is queueing too.
+                        if let Some(out) = updates {
+                            let _ = out.send((index, JobUpdate::Queued { ahead: None }));
+                        }
+                        limits.run().await?
+                    }
+                };
+                let server = pool.pick().ok_or_else(|| {
+                    ApiError::Comfy(ComfyError::unavailable("no ComfyUI server is configured"))
+                })?;
+                let mut params = RenderParams {
+                    seed,
+                    ..job.params().clone()
+                };
+                if !job.inputs().is_empty() {
+                    (params.images, params.mask) = staging.on(&server, job.inputs()).await?;
+                }
+                let graph = template.render(&params);
+                let outputs = template.output_nodes();
+                let images = match updates {
+                    None => server.run(&graph, outputs, None, *timeout).await?,
+                    Some(out) => {
+                        let (tx, mut rx) = mpsc::unbounded_channel();
+                        let forward = async {
+                            while let Some(update) = rx.recv().await {
+                                let _ = out.send((index, update));
+                            }
+                        };
+                        let (images, ()) =
+                            tokio::join!(server.run(&graph, outputs, Some(tx), *timeout), forward);
+                        images?
+                    }
+                };
+                let first = images.into_iter().next().ok_or(ComfyError::NoOutput)?;
+                Ok::<_, ApiError>(Generated {
+                    data: first.data,
+                    seed,
+                })
+            })
+            .buffered(limits.per_request())
+            .try_collect::<Vec<Generated>>()
+            .await?;
+        self.announce(job, &images, started.elapsed());
+        Ok(images)
+    }
+
+    fn announce(&self, job: &Job, images: &[Generated], took: Duration) {
+        let Some(finished) = &self.0.finished else {
+            return;
+        };
+        let params = job.params();
+        let _ = finished.send(Finished {
+            model: job.model().to_string(),
+            prompt: params.prompt.clone(),
+            negative_prompt: params.negative_prompt.clone(),
+            steps: params.steps,
+            cfg: params.cfg,
+            keep: job.keep(),
+            images: images.to_vec(),
+            took,
+        });
+    }
+}
+
+pub struct Reporting<'a> {
+    generation: Pin<Box<dyn Future<Output = Result<Vec<Generated>, ApiError>> + Send + 'a>>,
+    updates: mpsc::UnboundedReceiver<(usize, JobUpdate)>,
+}
+
+pub enum Step {
+    /// An update of the job making image `index`.
+    Update(usize, JobUpdate),
+    Done(Result<Vec<Generated>, ApiError>),
+}
+
+impl Reporting<'_> {
+    /// The next update, or the result. Updates that arrived before the result come first.
+    pub async fn next(&mut self) -> Step {
+        tokio::select! {
+            biased;
+            Some((index, update)) = self.updates.recv() => Step::Update(index, update),
+            result = &mut self.generation => Step::Done(result),
+        }
+    }
+}
