@@ -29,6 +29,11 @@ pub enum ApiError {
     MethodNotAllowed,
     #[error("The bridge is busy: too many generations are waiting. Try again shortly.")]
     Overloaded,
+    #[error(
+        "The request body arrived too slowly: after {after_secs} s it must average at least \
+         {min_rate} bytes per second."
+    )]
+    RequestTimeout { after_secs: u64, min_rate: u64 },
     #[error(transparent)]
     Comfy(#[from] ComfyError),
     #[error("The server had an error while processing your request.")]
@@ -52,6 +57,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Overloaded => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::RequestTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::Comfy(e) => e.status(),
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -64,7 +70,8 @@ impl ApiError {
             | ApiError::Unauthorized
             | ApiError::PayloadTooLarge(_)
             | ApiError::NotFound(_)
-            | ApiError::MethodNotAllowed => "invalid_request_error",
+            | ApiError::MethodNotAllowed
+            | ApiError::RequestTimeout { .. } => "invalid_request_error",
             ApiError::Overloaded => "rate_limit_error",
             ApiError::Comfy(_) | ApiError::Internal(_) => "server_error",
         }
@@ -79,6 +86,7 @@ impl ApiError {
             ApiError::NotFound(_) => Some("not_found"),
             ApiError::MethodNotAllowed => Some("method_not_allowed"),
             ApiError::Overloaded => Some("rate_limit_exceeded"),
+            ApiError::RequestTimeout { .. } => Some("request_timeout"),
             ApiError::Comfy(e) => Some(e.code()),
             ApiError::Internal(_) => None,
         }
