@@ -11,7 +11,7 @@ use axum::{
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
-use crate::{error::ApiError, state::AppState};
+use crate::{error::ApiError, serve::body_too_slow, state::AppState};
 
 /// A JSON body. Malformed or mistyped bodies are a 400 naming the offending field, never 422.
 pub struct ApiJson<T>(pub T);
@@ -36,7 +36,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// The whole body, within the route's size limit.
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(slow) = body_too_slow(&e) {
+            ApiError::from(slow)
+        } else if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge("The request body is too large.".into())
         } else {
             ApiError::InvalidRequest {

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 use crate::{
     error::ApiError,
     extract::{body_bytes, is_json, media_type, parse_json},
+    serve::body_too_slow,
     state::Bridge,
 };
 
@@ -91,7 +92,9 @@ fn file_too_large(param: &str, limit: usize) -> ApiError {
 }
 
 fn form_error(e: MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(slow) = body_too_slow(&e) {
+        ApiError::from(slow)
+    } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large("The request body")
     } else {
         ApiError::InvalidRequest {
