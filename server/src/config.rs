@@ -135,6 +135,27 @@ pub struct Config {
     /// Longest silence on a streamed reply before a keep-alive comment, in seconds.
     #[arg(long, env = "SSE_KEEPALIVE_SECS", default_value_t = 15)]
     pub sse_keepalive_secs: u64,
+
+    /// Longest a client may take to send a request's headers, in seconds, counted from the
+    /// connection's start or the end of the previous response; so also how long an idle
+    /// keep-alive connection is kept.
+    #[arg(long, env = "HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub header_timeout_secs: u64,
+    /// Seconds a request body has before MIN_BODY_RATE applies.
+    #[arg(long, env = "BODY_TIMEOUT_SECS", default_value_t = 30)]
+    pub body_timeout_secs: u64,
+    /// Least average speed of a request body, in bytes per second since the request arrived,
+    /// once BODY_TIMEOUT_SECS have passed (slower: 408). 0: no minimum.
+    #[arg(long, env = "MIN_BODY_RATE", default_value_t = 8192)]
+    pub min_body_rate: u64,
+    /// Longest a response may wait for a client that stopped reading, in seconds, before the
+    /// connection is closed (and a streamed job cancelled).
+    #[arg(long, env = "SEND_STALL_SECS", default_value_t = 30)]
+    pub send_stall_secs: u64,
+    /// Most connections open at once; past it new ones get 503. Unset: half the open-file
+    /// limit (raised to its hard limit at start), at most 10000.
+    #[arg(long, env = "MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

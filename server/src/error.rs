@@ -29,6 +29,7 @@ pub enum ErrorCode {
     RequestTooLarge,
     UnsupportedContentEncoding,
     RequestTimeout,
+    TooManyConnections,
     ModelNotFound,
     InvalidApiKey,
     NotFound,
@@ -63,6 +64,7 @@ impl ErrorCode {
             ErrorCode::RequestTooLarge => "request_too_large",
             ErrorCode::UnsupportedContentEncoding => "unsupported_content_encoding",
             ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ModelNotFound => "model_not_found",
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::NotFound => "not_found",
@@ -111,6 +113,13 @@ pub enum ApiError {
     Unavailable(ErrorCode, String),
     #[error("The workflows were not reloaded; the previous set stays in use. {}", .0.join(" | "))]
     InvalidWorkflows(Vec<String>),
+    #[error(
+        "The request body arrived too slowly: after {after_secs} s it must average at least \
+         {min_rate} bytes per second."
+    )]
+    RequestTimeout { after_secs: u64, min_rate: u64 },
+    #[error("The bridge has too many open connections; try again in a moment.")]
+    TooManyConnections,
     #[error(transparent)]
     Comfy(#[from] ComfyError),
     #[error("The server had an error while processing your request.")]
@@ -185,6 +194,16 @@ impl ApiError {
             ApiError::InvalidWorkflows(_) => {
                 client(StatusCode::BAD_REQUEST, ErrorCode::InvalidWorkflow)
             }
+            ApiError::RequestTimeout { .. } => {
+                client(StatusCode::REQUEST_TIMEOUT, ErrorCode::RequestTimeout)
+            }
+            ApiError::TooManyConnections => Class {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: SERVER,
+                code: Some(ErrorCode::TooManyConnections),
+                retry_after: Some(1),
+                retryable: true,
+            },
             ApiError::Overloaded => Class {
                 status: StatusCode::TOO_MANY_REQUESTS,
                 kind: "rate_limit_error",

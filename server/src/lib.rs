@@ -14,6 +14,7 @@ pub mod jobs;
 mod models;
 mod overview;
 mod routes;
+mod serve;
 pub mod state;
 pub mod storage;
 pub mod telemetry;
@@ -138,12 +139,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
     let app = router(state.clone());
-    let stop = shutdown.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .await
-    });
+    let limits = serve::limits(&config);
+    let server = tokio::spawn(serve::serve(listener, app, limits, shutdown.clone()));
     tracing::info!("ComfyUI API Bridge listening on http://{addr}");
     Ok(Running {
         addr,

@@ -11,6 +11,7 @@ use bytes::{Bytes, BytesMut};
 use serde_json::{Map, Value};
 
 use super::{body_bytes, is_json, media_type, parse_json};
+use crate::serve::body_too_slow;
 use crate::{
     error::{ApiError, ErrorCode},
     validate::{EditKind, Upload, UploadedImage},
@@ -92,7 +93,9 @@ fn repeated(param: &str) -> ApiError {
 }
 
 fn form_error(e: MultipartError) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+    if let Some(slow) = body_too_slow(&e) {
+        ApiError::from(slow)
+    } else if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         too_large("The request body")
     } else {
         ApiError::bad(

@@ -12,7 +12,10 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::error::{ApiError, ErrorCode};
+use crate::{
+    error::{ApiError, ErrorCode},
+    serve::body_too_slow,
+};
 
 /// A path parameter. One that is not UTF-8 after percent-decoding, or not of the route's type,
 /// is a 400 in the envelope.
@@ -42,7 +45,9 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
 /// The whole body, within the route's size limit.
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
     Bytes::from_request(req, state).await.map_err(|e| {
-        if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(slow) = body_too_slow(&e) {
+            ApiError::from(slow)
+        } else if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge("The request body is too large.".into())
         } else {
             ApiError::bad(
