@@ -19,25 +19,31 @@ fn dead_comfyui() -> String {
     format!("http://127.0.0.1:{port}")
 }
 
+/// GETs each path and checks the answer is `status` with `code`, in the envelope.
+async fn each_answers(h: &Harness, paths: &[&str], status: u16, code: &str) {
+    for path in paths {
+        let (got, body) = h.get(path).await;
+        assert_eq!(got, status, "{path} → {body}");
+        assert_eq!(body["error"]["code"], code, "{path}");
+    }
+}
+
 #[tokio::test]
 async fn paths_that_are_not_utf8_are_400_in_the_envelope() {
     let h = start().await;
-    for path in [
+    let paths = [
         "/v1/models/%FF%FE",
         "/images/%FF",
         "/gallery/%FF.png",
         "/gallery/thumbs/%C3%28.webp",
-    ] {
-        let (status, body) = h.get(path).await;
-        assert_eq!(status, 400, "{path} → {body}");
-        assert_eq!(body["error"]["code"], "invalid_path", "{path}");
-    }
+    ];
+    each_answers(&h, &paths, 400, "invalid_path").await;
 }
 
 #[tokio::test]
 async fn unknown_api_paths_are_404_in_the_envelope_never_the_web_app() {
     let h = start().await;
-    for path in [
+    let paths = [
         "/v1/",
         "/v1/nothing",
         "/v1/images/unknown",
@@ -46,11 +52,8 @@ async fn unknown_api_paths_are_404_in_the_envelope_never_the_web_app() {
         "/api/",
         "/api/unknown",
         "/api/gallery/nothing",
-    ] {
-        let (status, body) = h.get(path).await;
-        assert_eq!(status, 404, "{path} → {body}");
-        assert_eq!(body["error"]["code"], "not_found", "{path}");
-    }
+    ];
+    each_answers(&h, &paths, 404, "not_found").await;
     let res = h
         .http
         .post(format!("{}/v1/", h.url))
