@@ -31,6 +31,7 @@ pub enum ErrorCode {
     RequestTimeout,
     TooManyConnections,
     ModelNotFound,
+    ModelUnavailable,
     InvalidApiKey,
     NotFound,
     MethodNotAllowed,
@@ -66,6 +67,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::TooManyConnections => "too_many_connections",
             ErrorCode::ModelNotFound => "model_not_found",
+            ErrorCode::ModelUnavailable => "model_unavailable",
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
@@ -120,6 +122,14 @@ pub enum ApiError {
     RequestTimeout { after_secs: u64, min_rate: u64 },
     #[error("The bridge has too many open connections; try again in a moment.")]
     TooManyConnections,
+    /// No ComfyUI server can run the model's workflow. `server_side` when another server (or
+    /// this one with other nodes or files) could; otherwise the workflow itself is wrong.
+    #[error("Model '{model}' cannot run on any ComfyUI server: {}.", .reasons.join(" | "))]
+    ModelUnavailable {
+        model: String,
+        reasons: Vec<String>,
+        server_side: bool,
+    },
     #[error(transparent)]
     Comfy(#[from] ComfyError),
     #[error("The server had an error while processing your request.")]
@@ -218,6 +228,17 @@ impl ApiError {
                 retry_after: Some(10),
                 retryable: true,
             },
+            ApiError::ModelUnavailable {
+                server_side: false, ..
+            } => client(StatusCode::BAD_REQUEST, ErrorCode::InvalidWorkflow),
+            // A retry would meet the same servers: only the operator can fix it.
+            ApiError::ModelUnavailable { .. } => Class {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                kind: SERVER,
+                code: Some(ErrorCode::ModelUnavailable),
+                retry_after: None,
+                retryable: false,
+            },
             ApiError::Comfy(e) => comfy_class(e),
             ApiError::Internal(_) => Class {
                 status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -236,7 +257,9 @@ impl ApiError {
     fn param(&self) -> Option<String> {
         match self {
             ApiError::InvalidRequest { param, .. } => param.clone(),
-            ApiError::ModelNotFound(_) => Some("model".to_string()),
+            ApiError::ModelNotFound(_) | ApiError::ModelUnavailable { .. } => {
+                Some("model".to_string())
+            }
             _ => None,
         }
     }

@@ -1,11 +1,12 @@
 //! The bridge's state as `/health` and the web app's connection panel report it.
 
-use app::api::health::{HealthReport, ServerHealth, WorkflowHealth};
+use app::api::health::{HealthReport, ServerHealth, UnavailableModel, WorkflowHealth};
 
 use crate::{
     error::{ApiError, ErrorCode},
     jobs::Jobs,
     models::Models,
+    routing::{self, Availability},
 };
 
 /// Each server's reachability, queue and version, and the loaded models.
@@ -17,19 +18,41 @@ pub async fn report(jobs: &Jobs, models: &Models) -> HealthReport {
 /// loaded (also in the report's `error`, in the envelope's shape).
 pub async fn check(jobs: &Jobs, models: &Models) -> (HealthReport, Option<ApiError>) {
     let servers = jobs.pool().servers();
-    let probes = futures::future::join_all(servers.iter().map(|s| async move {
-        let probe = s.probe().await;
-        ServerHealth {
-            url: s.url().to_string(),
-            reachable: probe.reachable,
-            socket_connected: s.socket_connected(),
-            queue_remaining: probe.queue_remaining,
-            comfyui_version: probe.version,
-            error: probe.error,
+    let set = models.set();
+    let probes = futures::future::join_all(servers.iter().map(|s| {
+        let set = &set;
+        async move {
+            let (probe, info) = tokio::join!(s.probe(), s.info());
+            let runnable = info.map_or_else(Vec::new, |info| {
+                set.iter()
+                    .filter(|t| t.check(&info).is_empty())
+                    .map(|t| t.id.clone())
+                    .collect()
+            });
+            ServerHealth {
+                url: s.url().to_string(),
+                reachable: probe.reachable,
+                socket_connected: s.socket_connected(),
+                queue_remaining: probe.queue_remaining,
+                comfyui_version: probe.version,
+                error: probe.error,
+                models: runnable,
+                last_error: s.last_error(),
+            }
         }
     }))
     .await;
-    let set = models.set();
+    let availability =
+        futures::future::join_all(set.iter().map(|t| routing::availability(jobs.pool(), t))).await;
+    let unavailable = set
+        .iter()
+        .zip(availability)
+        .filter(|(_, a)| matches!(a, Availability::Unavailable(_)))
+        .map(|(t, a)| UnavailableModel {
+            model: t.id.clone(),
+            reasons: a.reasons(),
+        })
+        .collect();
     let problem = if !probes.iter().any(|p| p.reachable) {
         Some(ApiError::Unavailable(
             ErrorCode::ComfyuiUnavailable,
@@ -55,6 +78,7 @@ pub async fn check(jobs: &Jobs, models: &Models) -> (HealthReport, Option<ApiErr
         workflows: WorkflowHealth {
             models: set.iter().map(|t| t.id.clone()).collect(),
             errors: models.errors(),
+            unavailable,
         },
         error: problem.as_ref().map(ApiError::body),
     };

@@ -14,6 +14,7 @@ pub mod jobs;
 mod models;
 mod overview;
 mod routes;
+mod routing;
 mod serve;
 pub mod state;
 pub mod storage;

@@ -140,11 +140,13 @@ async fn unknown_routes_and_methods_answer_in_the_envelope() {
 #[tokio::test]
 async fn comfyui_validation_errors_are_502_with_its_message() {
     let dir = scratch_dir();
+    // A value of the wrong type: the bridge checks node types, files and ranges against the
+    // server's schemas before sending, but conversions are ComfyUI's own to refuse.
     std::fs::write(
         dir.join("broken.json"),
         json!({
             "1": {"class_type": "EmptyImage", "inputs": {"width": 64, "height": 64, "batch_size": 1, "color": 0}},
-            "2": {"class_type": "ImageAddNoise", "inputs": {"image": ["1", 0], "seed": 1, "strength": 1.5}},
+            "2": {"class_type": "ImageAddNoise", "inputs": {"image": ["1", 0], "seed": 1, "strength": "a lot"}},
             "3": {"class_type": "PrimitiveStringMultiline", "inputs": {"value": "{{prompt}}"}},
             "4": {"class_type": "PreviewAny", "inputs": {"source": ["3", 0]}},
             "5": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": "t"}}

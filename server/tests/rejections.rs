@@ -9,16 +9,6 @@ mod common;
 use common::*;
 use serde_json::json;
 
-/// A URL where nothing listens: a port that was free a moment ago.
-fn dead_comfyui() -> String {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    format!("http://127.0.0.1:{port}")
-}
-
 /// GETs each path and checks the answer is `status` with `code`, in the envelope.
 async fn each_answers(h: &Harness, paths: &[&str], status: u16, code: &str) {
     for path in paths {

@@ -28,6 +28,12 @@ pub struct ServerHealth {
     pub comfyui_version: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The models this server can run (it has their nodes and model files).
+    #[serde(default)]
+    pub models: Vec<String>,
+    /// The last thing that went wrong with this server, even if it answers now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -36,4 +42,13 @@ pub struct WorkflowHealth {
     /// Problems found by the last load or reload; the models above are the last good set.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Loaded models that no server can run now, each with why (per server).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unavailable: Vec<UnavailableModel>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct UnavailableModel {
+    pub model: String,
+    pub reasons: Vec<String>,
 }

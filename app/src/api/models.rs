@@ -53,6 +53,23 @@ pub struct Model {
     /// How many input images the model takes; absent for text-to-image models.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_images: Option<u32>,
+    /// Whether a ComfyUI server can run it now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ModelStatus>,
+    /// Why it cannot run, one line per server (missing node types, model files, …).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelStatus {
+    /// At least one server can run it.
+    Ready,
+    /// No server answers yet, so none could be asked.
+    Pending,
+    /// Every server that answered lacks something it needs.
+    Unavailable,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -213,11 +213,21 @@ fn details(o: BridgeOverview) -> impl IntoView {
                         {s.comfyui_version.map(|v| format!(", ComfyUI {v}"))}
                         {(!s.socket_connected && s.reachable).then_some(", events socket reconnecting")}
                         {s.error.map(|e| view! { <span class="error">{format!(" ({e})")}</span> })}
+                        {(!s.models.is_empty()).then(|| view! {
+                            <span class="muted">{format!(". Runs: {}", s.models.join(", "))}</span>
+                        })}
                     </li>
                 }
             }).collect_view()}
         </ul>
         <p class="muted">"Models: " {health.workflows.models.join(", ")}</p>
+        {(!health.workflows.unavailable.is_empty()).then(|| view! {
+            <ul class="unavailable">
+                {health.workflows.unavailable.into_iter().map(|m| view! {
+                    <li><code>{m.model}</code>" cannot run: "{m.reasons.join("; ")}</li>
+                }).collect_view()}
+            </ul>
+        })}
         {(!health.workflows.errors.is_empty()).then(|| view! {
             <ul class="error">
                 {health.workflows.errors.into_iter().map(|e| view! { <li>{e}</li> }).collect_view()}

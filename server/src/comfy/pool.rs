@@ -4,8 +4,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::ComfyServer;
 
-/// Every configured ComfyUI server. Jobs go to a connected server with the fewest jobs in
-/// flight; a smarter scheduler can replace `pick` without touching callers.
+/// Every configured ComfyUI server; `crate::routing` chooses among them.
 #[derive(Clone)]
 pub struct ComfyPool {
     servers: Arc<Vec<Arc<ComfyServer>>>,
@@ -24,12 +23,5 @@ impl ComfyPool {
 
     pub fn servers(&self) -> &[Arc<ComfyServer>] {
         &self.servers
-    }
-
-    pub fn pick(&self) -> Option<Arc<ComfyServer>> {
-        self.servers
-            .iter()
-            .min_by_key(|s| (!s.socket_connected(), s.in_flight()))
-            .cloned()
     }
 }

@@ -2,9 +2,9 @@ use std::{
     collections::HashMap,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering},
     },
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use bytes::{Bytes, BytesMut};
@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{ComfyError, events::JobEvent};
+use super::{ComfyError, events::JobEvent, schema::ObjectInfo};
 
 /// One image a finished job produced, as ComfyUI's `/view` served it.
 #[derive(Debug, Clone)]
@@ -43,7 +43,23 @@ pub struct ComfyServer {
     pub(crate) running: Mutex<Option<String>>,
     jobs_api: OnceCell<bool>,
     pub(crate) shutdown: CancellationToken,
+    /// What the server can run, read from `/object_info` when first needed and again after
+    /// every reconnect (it may have restarted with other nodes or models).
+    info: Mutex<Option<Arc<ObjectInfo>>>,
+    /// One read of `/object_info` at a time; callers that need it meanwhile wait for it.
+    fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// Prompts in ComfyUI's queue (running and pending, every client's), as its last `status`
+    /// message said; `u64::MAX` until one arrives.
+    pub(crate) queue_remaining: AtomicU64,
+    /// The last thing that went wrong talking to it, for `/health`.
+    last_error: Mutex<Option<String>>,
+    /// The model files its last job used, so jobs that use them can skip loading them again.
+    last_models: Mutex<Vec<String>>,
 }
+
+/// After a failed read of `/object_info`, how long before a job may try again: a server that
+/// is down must not cost every request a connection attempt.
+const INFO_RETRY: Duration = Duration::from_secs(2);
 
 /// The most memory reserved up front for an image ComfyUI announces; larger ones still arrive,
 /// growing the buffer as they do.
@@ -72,6 +88,11 @@ impl ComfyServer {
             running: Mutex::new(None),
             jobs_api: OnceCell::new(),
             shutdown,
+            info: Mutex::new(None),
+            fetching: tokio::sync::Mutex::new(None),
+            queue_remaining: AtomicU64::new(u64::MAX),
+            last_error: Mutex::new(None),
+            last_models: Mutex::new(Vec::new()),
         });
         super::ws::spawn(&server);
         server
@@ -87,6 +108,113 @@ impl ComfyServer {
 
     pub fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// The server's name in messages a client sees: its host and port, never credentials or
+    /// paths.
+    pub fn name(&self) -> String {
+        reqwest::Url::parse(&self.url)
+            .ok()
+            .and_then(|u| {
+                let host = u.host_str()?.to_string();
+                Some(match u.port() {
+                    Some(port) => format!("{host}:{port}"),
+                    None => host,
+                })
+            })
+            .unwrap_or_else(|| self.url.clone())
+    }
+
+    /// Prompts waiting or running on it as far as the bridge knows: its own queue report, or
+    /// this bridge's jobs there if that is more (the report lags behind a burst of submits).
+    pub fn queue_depth(&self) -> u64 {
+        let reported = match self.queue_remaining.load(Ordering::Relaxed) {
+            u64::MAX => 0,
+            n => n,
+        };
+        reported.max(self.in_flight() as u64)
+    }
+
+    /// What the server can run; read now if it is not known yet (unless a read failed a
+    /// moment ago). `None` when it cannot be read.
+    pub async fn info(&self) -> Option<Arc<ObjectInfo>> {
+        if let Some(info) = self.cached_info() {
+            return Some(info);
+        }
+        let mut fetching = self.fetching.lock().await;
+        if let Some(info) = self.cached_info() {
+            return Some(info);
+        }
+        if fetching.is_some_and(|failed| failed.elapsed() < INFO_RETRY) {
+            return None;
+        }
+        match self.read_info().await {
+            Ok(info) => {
+                *fetching = None;
+                Some(info)
+            }
+            Err(e) => {
+                *fetching = Some(Instant::now());
+                self.note_error(format!("could not read /object_info: {e}"));
+                None
+            }
+        }
+    }
+
+    /// The last `/object_info` read, without reading it.
+    pub fn cached_info(&self) -> Option<Arc<ObjectInfo>> {
+        self.info.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Forgets what the server could run and reads it again: after a reconnect it may be
+    /// another process with other nodes or model files.
+    pub(crate) async fn refresh_info(&self) {
+        let mut fetching = self.fetching.lock().await;
+        *self.info.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        *fetching = match self.read_info().await {
+            Ok(_) => None,
+            Err(e) => {
+                self.note_error(format!("could not read /object_info: {e}"));
+                Some(Instant::now())
+            }
+        };
+    }
+
+    async fn read_info(&self) -> Result<Arc<ObjectInfo>, ComfyError> {
+        let res = self.http.get(self.endpoint("/object_info")).send().await?;
+        if !res.status().is_success() {
+            return Err(ComfyError::BadResponse(format!(
+                "GET /object_info answered HTTP {}",
+                res.status().as_u16()
+            )));
+        }
+        let body: Value = res.json().await?;
+        let info = Arc::new(ObjectInfo::parse(&body));
+        tracing::info!(server = %self.url, classes = info.len(), "read what the server can run");
+        *self.info.lock().unwrap_or_else(|p| p.into_inner()) = Some(info.clone());
+        Ok(info)
+    }
+
+    pub fn last_error(&self) -> Option<String> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub(crate) fn note_error(&self, error: String) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(error);
+    }
+
+    pub fn last_models(&self) -> Vec<String> {
+        self.last_models
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_last_models(&self, files: Vec<String>) {
+        *self.last_models.lock().unwrap_or_else(|p| p.into_inner()) = files;
     }
 
     pub(crate) fn endpoint(&self, path: &str) -> String {

@@ -60,6 +60,8 @@ async fn run(weak: Weak<ComfyServer>, url: String) {
                 server.connected.store(true, Ordering::Relaxed);
                 broadcast(&server, JobEvent::SocketUp);
                 tracing::info!(server = %server.url, "event socket connected");
+                let reader = server.clone();
+                tokio::spawn(async move { reader.refresh_info().await });
                 drop(server);
                 backoff = BACKOFF_START;
                 while let Some(msg) = socket.next().await {
@@ -73,6 +75,8 @@ async fn run(weak: Weak<ComfyServer>, url: String) {
                 }
                 let Some(server) = weak.upgrade() else { return };
                 server.connected.store(false, Ordering::Relaxed);
+                server.queue_remaining.store(u64::MAX, Ordering::Relaxed);
+                server.note_error("the event socket closed".into());
                 broadcast(&server, JobEvent::SocketDown);
                 tracing::warn!(server = %server.url, "event socket closed; reconnecting");
             }
@@ -111,6 +115,12 @@ fn handle_text(server: &ComfyServer, text: &str) {
         return;
     };
     let data = &msg["data"];
+    if msg["type"] == "status" {
+        if let Some(remaining) = data["status"]["exec_info"]["queue_remaining"].as_u64() {
+            server.queue_remaining.store(remaining, Ordering::Relaxed);
+        }
+        return;
+    }
     let Some(prompt_id) = data["prompt_id"].as_str() else {
         return;
     };

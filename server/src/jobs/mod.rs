@@ -18,6 +18,7 @@ use crate::{
     comfy::{ComfyError, ComfyPool, JobUpdate},
     config::Config,
     error::ApiError,
+    routing,
     templates::RenderParams,
     validate::Job,
 };
@@ -134,9 +135,7 @@ impl Jobs {
                         limits.run().await?
                     }
                 };
-                let server = pool.pick().ok_or_else(|| {
-                    ApiError::Comfy(ComfyError::unavailable("no ComfyUI server is configured"))
-                })?;
+                let server = routing::choose(pool, template).await?;
                 let mut params = RenderParams {
                     seed,
                     ..job.params().clone()

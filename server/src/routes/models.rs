@@ -1,12 +1,22 @@
-use app::api::models::{Model, ModelList};
+use app::api::models::{Model, ModelList, ModelStatus};
 use axum::{Json, extract::State};
+use futures::future::join_all;
 
-use crate::{error::ApiError, extract::ApiPath, models::Models, templates::Template};
+use crate::{
+    error::ApiError,
+    extract::ApiPath,
+    jobs::Jobs,
+    models::Models,
+    routing::{self, Availability},
+    templates::Template,
+};
 
-pub async fn list(State(models): State<Models>) -> Json<ModelList> {
+pub async fn list(State(models): State<Models>, State(jobs): State<Jobs>) -> Json<ModelList> {
+    let set = models.set();
+    let data = join_all(set.iter().map(|t| describe(t, &jobs))).await;
     Json(ModelList {
         object: "list".into(),
-        data: models.set().iter().map(|t| describe(t)).collect(),
+        data,
     })
 }
 
@@ -14,16 +24,19 @@ pub async fn list(State(models): State<Models>) -> Json<ModelList> {
 /// wildcard route keeps.
 pub async fn retrieve(
     State(models): State<Models>,
+    State(jobs): State<Jobs>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Model>, ApiError> {
-    models
+    let template = models
         .set()
         .get(&id)
-        .map(|t| Json(describe(t)))
-        .ok_or(ApiError::ModelNotFound(id))
+        .cloned()
+        .ok_or(ApiError::ModelNotFound(id))?;
+    Ok(Json(describe(&template, &jobs).await))
 }
 
-fn describe(t: &Template) -> Model {
+async fn describe(t: &Template, jobs: &Jobs) -> Model {
+    let availability = routing::availability(jobs.pool(), t).await;
     Model {
         id: t.id.clone(),
         object: "model".into(),
@@ -34,5 +47,11 @@ fn describe(t: &Template) -> Model {
         sizes: t.sizes.clone(),
         default_size: Some(t.default_size),
         max_images: u32::try_from(t.image_slots()).ok().filter(|n| *n > 0),
+        status: Some(match availability {
+            Availability::Ready(_) => ModelStatus::Ready,
+            Availability::Pending => ModelStatus::Pending,
+            Availability::Unavailable(_) => ModelStatus::Unavailable,
+        }),
+        problems: availability.reasons(),
     }
 }

@@ -5,6 +5,7 @@
 //! Explicit `[bindings]` and `"{{name}}"` placeholders override what detection finds.
 
 mod assemble;
+mod check;
 mod detect;
 mod render;
 mod sidecar;
@@ -16,6 +17,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+pub use check::Problem;
 pub use sidecar::Overrides;
 
 /// Workflow files bigger than this are refused rather than read into memory.
@@ -297,6 +299,17 @@ impl Template {
     /// A fresh API-format prompt with the request values applied.
     pub fn render(&self, p: &RenderParams) -> Value {
         render::render(self, p)
+    }
+
+    /// What keeps the workflow from running on a server with these nodes and files; empty
+    /// when it can run there.
+    pub fn check(&self, info: &crate::comfy::ObjectInfo) -> Vec<Problem> {
+        check::check(self, info)
+    }
+
+    /// The model files the workflow loads.
+    pub fn model_files(&self) -> Vec<String> {
+        check::model_files(self)
     }
 }
 

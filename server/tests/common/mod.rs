@@ -27,6 +27,16 @@ pub fn shipped_workflows() -> PathBuf {
     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows"))
 }
 
+/// A URL where nothing listens: a port that was free a moment ago.
+pub fn dead_comfyui() -> String {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    format!("http://127.0.0.1:{port}")
+}
+
 pub fn scratch_dir() -> PathBuf {
     let dir = std::env::temp_dir().join(format!("bridge-test-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir).expect("temp dir");

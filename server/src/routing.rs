@@ -1,0 +1,111 @@
+//! Which ComfyUI server runs a job. Only servers that can run the model's workflow are
+//! candidates (read from their `/object_info`: node types, model files, values). Among them:
+//! first the servers whose event socket is up, then the shortest queue (ComfyUI's own count,
+//! which includes every client's prompts, or this bridge's jobs there if more), then the
+//! server whose last job used the same model files (it need not load them again), then the
+//! fewest of this bridge's jobs in flight.
+
+use std::sync::Arc;
+
+use futures::future::join_all;
+
+use crate::{
+    comfy::{ComfyPool, ComfyServer},
+    error::ApiError,
+    templates::{Problem, Template},
+};
+
+/// Whether a model can run now, and where.
+#[derive(Clone)]
+pub enum Availability {
+    /// These servers can run it.
+    Ready(Vec<Arc<ComfyServer>>),
+    /// No server could be asked yet (none answers).
+    Pending,
+    /// Every server that answered lacks something; each with what.
+    Unavailable(Vec<(String, Vec<Problem>)>),
+}
+
+impl Availability {
+    /// What stands in the way, in one line per server.
+    pub fn reasons(&self) -> Vec<String> {
+        match self {
+            Availability::Ready(_) => Vec::new(),
+            Availability::Pending => vec!["no ComfyUI server answers yet".to_string()],
+            Availability::Unavailable(servers) => reasons(servers),
+        }
+    }
+}
+
+fn reasons(servers: &[(String, Vec<Problem>)]) -> Vec<String> {
+    servers
+        .iter()
+        .map(|(server, problems)| {
+            let listed: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            format!("{server}: {}", listed.join("; "))
+        })
+        .collect()
+}
+
+/// Where `template` can run, asking servers whose capabilities are not known yet.
+pub async fn availability(pool: &ComfyPool, template: &Template) -> Availability {
+    let infos = join_all(pool.servers().iter().map(|s| s.info())).await;
+    let mut ready = Vec::new();
+    let mut unable = Vec::new();
+    for (server, info) in pool.servers().iter().zip(infos) {
+        let Some(info) = info else { continue };
+        let problems = template.check(&info);
+        if problems.is_empty() {
+            ready.push(server.clone());
+        } else {
+            unable.push((server.name(), problems));
+        }
+    }
+    match (ready.is_empty(), unable.is_empty()) {
+        (false, _) => Availability::Ready(ready),
+        (true, true) => Availability::Pending,
+        (true, false) => Availability::Unavailable(unable),
+    }
+}
+
+/// The server to run one job of `template` on, by the rule above.
+pub async fn choose(pool: &ComfyPool, template: &Template) -> Result<Arc<ComfyServer>, ApiError> {
+    let servers = match availability(pool, template).await {
+        Availability::Ready(servers) => servers,
+        Availability::Pending => {
+            return Err(ApiError::Comfy(crate::comfy::ComfyError::unavailable(
+                "no ComfyUI server answers",
+            )));
+        }
+        Availability::Unavailable(servers) => {
+            // Another server, or this one with other nodes or files, could run it as it is.
+            let server_side = servers
+                .iter()
+                .any(|(_, problems)| problems.iter().all(Problem::server_side));
+            return Err(ApiError::ModelUnavailable {
+                model: template.id.clone(),
+                reasons: reasons(&servers),
+                server_side,
+            });
+        }
+    };
+    let files = template.model_files();
+    let chosen = servers
+        .into_iter()
+        .min_by_key(|s| {
+            (
+                !s.socket_connected(),
+                s.queue_depth(),
+                !same_files(&s.last_models(), &files),
+                s.in_flight(),
+            )
+        })
+        .ok_or_else(|| ApiError::Internal("a ready model has no server".into()))?;
+    chosen.set_last_models(files);
+    Ok(chosen)
+}
+
+/// Whether a server that last loaded `last` has every file `wanted` needs loaded already.
+fn same_files(last: &[String], wanted: &[String]) -> bool {
+    !wanted.is_empty() && wanted.iter().all(|f| last.contains(f))
+}
