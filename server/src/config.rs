@@ -31,6 +31,36 @@ pub struct SimulatorArgs {
     /// Simulated time per sampler step, in milliseconds.
     #[arg(long, default_value_t = 0)]
     pub step_delay_ms: u64,
+    /// The model files this server has, comma separated; every model picker lists them and
+    /// refuses any other. Unset: any file name a prompt gives is accepted.
+    #[arg(long, value_delimiter = ',')]
+    pub model_files: Option<Vec<String>>,
+    /// Node classes this server lacks, comma separated, as if their custom nodes were not
+    /// installed.
+    #[arg(long, value_delimiter = ',')]
+    pub without_nodes: Vec<String>,
+    /// Send no preview frames while sampling, like ComfyUI's `--preview-method none`.
+    #[arg(long)]
+    pub no_previews: bool,
+}
+
+impl SimulatorArgs {
+    pub fn sim_config(&self) -> sim::SimConfig {
+        let names = |list: &[String]| -> Vec<String> {
+            list.iter()
+                .map(|n| n.trim().to_string())
+                .filter(|n| !n.is_empty())
+                .collect()
+        };
+        sim::SimConfig {
+            step_delay: Duration::from_millis(self.step_delay_ms),
+            previews: !self.no_previews,
+            // `--model-files ""` is a server whose model folders are empty, not an unset flag.
+            model_files: self.model_files.as_deref().map(names),
+            missing_nodes: names(&self.without_nodes),
+            ..sim::SimConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]
@@ -213,5 +243,51 @@ impl Config {
             data_dir,
             ..cli.config
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn simulator(args: &[&str]) -> sim::SimConfig {
+        let cli = Cli::try_parse_from([&["comfyui-bridge", "simulator"], args].concat()).unwrap();
+        match cli.command {
+            Some(Command::Simulator(a)) => a.sim_config(),
+            None => panic!("not the simulator subcommand"),
+        }
+    }
+
+    #[test]
+    fn simulator_flags_reach_its_config() {
+        let c = simulator(&[
+            "--listen",
+            "127.0.0.1:8199",
+            "--step-delay-ms",
+            "40",
+            "--model-files",
+            "a.safetensors, b.safetensors",
+            "--without-nodes",
+            "KSampler,VAEDecode",
+            "--no-previews",
+        ]);
+        assert_eq!(c.step_delay, Duration::from_millis(40));
+        assert_eq!(
+            c.model_files,
+            Some(vec!["a.safetensors".into(), "b.safetensors".into()])
+        );
+        assert_eq!(c.missing_nodes, ["KSampler", "VAEDecode"]);
+        assert!(!c.previews);
+
+        let plain = simulator(&["--listen", "127.0.0.1:8199", "--step-delay-ms", "5"]);
+        assert_eq!(plain.step_delay, Duration::from_millis(5));
+        assert_eq!(plain.model_files, None);
+        assert!(plain.missing_nodes.is_empty());
+        assert!(plain.previews);
+
+        assert_eq!(
+            simulator(&["--model-files", ""]).model_files,
+            Some(Vec::new())
+        );
     }
 }

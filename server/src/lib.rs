@@ -163,10 +163,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
 /// Runs only the simulator, for trying a client against a stand-in ComfyUI.
 pub async fn run_simulator(args: config::SimulatorArgs) -> anyhow::Result<()> {
-    let simulator = sim::Simulator::new(sim::SimConfig {
-        step_delay: Duration::from_millis(args.step_delay_ms),
-        ..sim::SimConfig::default()
-    });
+    let simulator = sim::Simulator::new(args.sim_config());
     let running = simulator.serve(args.listen).await?;
     tracing::info!(url = %running.url, "ComfyUI simulator listening");
     shutdown_signal().await;

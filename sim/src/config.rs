@@ -14,6 +14,16 @@ pub struct SimConfig {
     /// Newer ComfyUI started with `--enable-assets`: upload replies carry an `asset` object and
     /// `DELETE /api/assets/{id}` removes an upload. Off means ComfyUI 0.3.64 (route 404).
     pub assets: bool,
+    /// The model files this server has. `None` (the default) is the demo's "every model
+    /// installed": any file name a prompt gives is accepted and listed from then on. `Some` is a
+    /// real server: every model picker in `/object_info` lists exactly these names, besides the
+    /// fixed entries ComfyUI adds itself (VAELoader's `pixel_space`, the shipped checkpoint
+    /// configs). One flat list serves every model folder, and is what `/models/{folder}` answers.
+    /// A prompt naming any other file fails validation with `value_not_in_list`, as in ComfyUI.
+    pub model_files: Option<Vec<String>>,
+    /// Node classes this server lacks, like a ComfyUI without some custom node: absent from
+    /// `/object_info`, and a prompt using one is refused as an unknown class (`invalid_prompt`).
+    pub missing_nodes: Vec<String>,
 }
 
 impl Default for SimConfig {
@@ -24,6 +34,8 @@ impl Default for SimConfig {
             max_upload_size: 104_857_600,
             jobs_api: true,
             assets: false,
+            model_files: None,
+            missing_nodes: Vec::new(),
         }
     }
 }

@@ -190,10 +190,11 @@ async fn post_prompt(State(inner): Shared, body: Bytes) -> Response {
     if let Some(c) = body.get("client_id") {
         extra.insert("client_id".into(), c.clone());
     }
+    let installed = inner.installed();
     let result = {
         let st = inner.lock();
         let exists = |name: &str| resolve_image_ref(name).is_some_and(|k| st.files.contains(&k));
-        validate::validate(prompt, targets.as_deref(), &exists)
+        validate::validate(prompt, targets.as_deref(), &exists, &installed)
     };
     match result {
         Ok(ok) => {
@@ -671,11 +672,12 @@ async fn delete_asset(
 }
 
 fn current_object_info(inner: &Inner) -> Map<String, Value> {
+    let installed = inner.installed();
     let (inputs, models) = {
         let st = inner.lock();
         (st.files.input_names(), st.models.clone())
     };
-    schema::object_info(&inputs, &models)
+    schema::object_info(&inputs, &models, &installed)
 }
 
 async fn object_info(State(inner): Shared) -> Response {
@@ -683,7 +685,7 @@ async fn object_info(State(inner): Shared) -> Response {
 }
 
 async fn object_info_class(State(inner): Shared, Path(class): Path<String>) -> Response {
-    if schema::class(&class).is_none() {
+    if !inner.installed().has_class(&class) {
         return json_ok(json!({}));
     }
     let mut all = current_object_info(&inner);
@@ -742,11 +744,15 @@ async fn models_folder(State(inner): Shared, Path(folder): Path<String>) -> Resp
         folder.as_str(),
         "checkpoints" | "loras" | "vae" | "text_encoders" | "diffusion_models"
     ) {
-        let st = inner.lock();
-        let mut all: std::collections::BTreeSet<String> =
-            schema::DEMO_MODELS.iter().map(|s| s.to_string()).collect();
-        all.extend(st.models.iter().cloned());
-        all.into_iter().collect()
+        if let Some(files) = inner.installed().model_files {
+            files.into_iter().collect()
+        } else {
+            let st = inner.lock();
+            let mut all: std::collections::BTreeSet<String> =
+                schema::DEMO_MODELS.iter().map(|s| s.to_string()).collect();
+            all.extend(st.models.iter().cloned());
+            all.into_iter().collect()
+        }
     } else {
         vec![]
     };

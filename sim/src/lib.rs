@@ -40,6 +40,9 @@ pub(crate) struct Inner {
     max_upload_size: u64,
     jobs_api: bool,
     assets: bool,
+    /// Outside `State` because a restart keeps it: the process comes back with the same
+    /// folders and custom nodes.
+    installed: Mutex<schema::Installed>,
     state: Mutex<State>,
     sockets: Mutex<Sockets>,
     wake: Notify,
@@ -56,6 +59,16 @@ impl Inner {
     }
     pub(crate) fn sockets(&self) -> MutexGuard<'_, Sockets> {
         self.sockets.lock().unwrap_or_else(|e| e.into_inner())
+    }
+    /// A copy, so no request holds this lock while it takes the state's.
+    pub(crate) fn installed(&self) -> schema::Installed {
+        self.installed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+    fn set_installed(&self, change: impl FnOnce(&mut schema::Installed)) {
+        change(&mut self.installed.lock().unwrap_or_else(|e| e.into_inner()));
     }
     pub(crate) fn step_delay(&self) -> Duration {
         Duration::from_nanos(self.step_delay_ns.load(Ordering::Relaxed))
@@ -98,6 +111,10 @@ impl Simulator {
             max_upload_size: config.max_upload_size,
             jobs_api: config.jobs_api,
             assets: config.assets,
+            installed: Mutex::new(schema::Installed {
+                model_files: config.model_files.map(|f| f.into_iter().collect()),
+                missing_nodes: config.missing_nodes.into_iter().collect(),
+            }),
             state: Mutex::new(State::default()),
             sockets: Mutex::new(Sockets::default()),
             wake: Notify::new(),
@@ -133,6 +150,20 @@ impl Simulator {
         self.inner
             .step_delay_ns
             .store(d.as_nanos() as u64, Ordering::Relaxed);
+    }
+
+    /// The model files this server has from now on, as if its model folders had changed
+    /// (ComfyUI rescans them for every `/object_info`); `None` accepts any name again.
+    pub fn set_model_files(&self, files: Option<Vec<String>>) {
+        self.inner
+            .set_installed(|i| i.model_files = files.map(|f| f.into_iter().collect()));
+    }
+
+    /// The node classes this server lacks from now on. A real server only changes its nodes
+    /// when it restarts, so tests call this around `RunningSim::restart`.
+    pub fn set_missing_nodes(&self, classes: Vec<String>) {
+        self.inner
+            .set_installed(|i| i.missing_nodes = classes.into_iter().collect());
     }
 
     /// The next prompt that runs a node of this class (any node if `None`)

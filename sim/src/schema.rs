@@ -147,14 +147,69 @@ pub(crate) fn is_model_picker(class_type: &str, input: &str, config: &Value) -> 
     (empty || (named && class_type.contains("Loader"))) && combo_options(config).is_some()
 }
 
+/// What one server has installed. The default is the demo's "everything": every node of
+/// ComfyUI 0.3.64 and any model file a prompt names.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Installed {
+    /// `None`: any model file name is accepted (and listed from then on), so demo workflows
+    /// run whatever checkpoint they name. `Some`: the files of a real server's model folders.
+    pub model_files: Option<BTreeSet<String>>,
+    pub missing_nodes: BTreeSet<String>,
+}
+
+impl Installed {
+    pub(crate) fn has_class(&self, name: &str) -> bool {
+        class(name).is_some() && !self.missing_nodes.contains(name)
+    }
+}
+
+fn is_upload(config: &Value) -> bool {
+    config
+        .get(1)
+        .and_then(|o| o.get("image_upload"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false)
+}
+
+/// What a model picker lists given these files. The capture's own entries stay, because
+/// ComfyUI adds them whatever the folders hold (VAELoader's `pixel_space`, the checkpoint
+/// configs it ships).
+pub(crate) fn model_options(config: &Value, files: &BTreeSet<String>) -> Vec<String> {
+    let mut l = files.clone();
+    if let Some(existing) = combo_options(config) {
+        l.extend(existing.iter().filter_map(|v| v.as_str().map(String::from)));
+    }
+    l.into_iter().collect()
+}
+
+/// Replaces a combo's list in whichever of the two encodings the spec uses.
+pub(crate) fn set_options(config: &mut Value, list: Vec<String>) {
+    let Some(arr) = config.as_array_mut() else {
+        return;
+    };
+    if matches!(arr.first(), Some(Value::Array(_))) {
+        arr[0] = json!(list);
+    } else if let Some(opts) = arr.get_mut(1).and_then(Value::as_object_mut) {
+        opts.insert("options".into(), json!(list));
+    }
+}
+
 /// `/object_info` as this simulator reports it.
 pub(crate) fn object_info(
     input_files: &[String],
     seen_models: &BTreeSet<String>,
+    installed: &Installed,
 ) -> Map<String, Value> {
     let mut map = OBJECT_INFO.clone();
-    let mut models: BTreeSet<String> = DEMO_MODELS.iter().map(|s| s.to_string()).collect();
-    models.extend(seen_models.iter().cloned());
+    map.retain(|class_type, _| !installed.missing_nodes.contains(class_type));
+    let models: BTreeSet<String> = match &installed.model_files {
+        Some(files) => files.clone(),
+        None => DEMO_MODELS
+            .iter()
+            .map(|s| s.to_string())
+            .chain(seen_models.iter().cloned())
+            .collect(),
+    };
     for (class_type, info) in map.iter_mut() {
         for cat in ["required", "optional"] {
             let Some(specs) = info
@@ -164,29 +219,14 @@ pub(crate) fn object_info(
                 continue;
             };
             for (name, config) in specs.iter_mut() {
-                let is_upload = config
-                    .get(1)
-                    .and_then(|o| o.get("image_upload"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                let list: Option<Vec<String>> = if is_upload {
-                    Some(input_files.to_vec())
+                let list = if is_upload(config) {
+                    input_files.to_vec()
                 } else if is_model_picker(class_type, name, config) {
-                    let mut l: BTreeSet<String> = models.clone();
-                    if let Some(existing) = combo_options(config) {
-                        l.extend(existing.iter().filter_map(|v| v.as_str().map(String::from)));
-                    }
-                    Some(l.into_iter().collect())
+                    model_options(config, &models)
                 } else {
-                    None
+                    continue;
                 };
-                if let (Some(list), Some(arr)) = (list, config.as_array_mut()) {
-                    if matches!(arr.first(), Some(Value::Array(_))) {
-                        arr[0] = json!(list);
-                    } else if let Some(opts) = arr.get_mut(1).and_then(Value::as_object_mut) {
-                        opts.insert("options".into(), json!(list));
-                    }
-                }
+                set_options(config, list);
             }
         }
     }
@@ -257,7 +297,7 @@ mod tests {
     #[test]
     fn pickers_list_demo_models_and_uploads() {
         let seen: BTreeSet<String> = ["mine.safetensors".to_string()].into();
-        let info = object_info(&["a.png".into()], &seen);
+        let info = object_info(&["a.png".into()], &seen, &Installed::default());
         let ckpt = &info["CheckpointLoaderSimple"]["input"]["required"]["ckpt_name"][0];
         assert!(
             ckpt.as_array()

@@ -12,7 +12,8 @@ pub(crate) struct Accepted {
     pub prompt: Map<String, Value>,
     pub outputs: Vec<String>,
     pub node_errors: Map<String, Value>,
-    /// Model file names the prompt used, so `/object_info` can list them.
+    /// Model file names the prompt used, so `/object_info` can list them when the server
+    /// accepts any name.
     pub models: BTreeSet<String>,
 }
 
@@ -45,6 +46,7 @@ type Verdict = (bool, Vec<Value>);
 struct Validator<'a> {
     prompt: &'a mut Map<String, Value>,
     file_exists: &'a dyn Fn(&str) -> bool,
+    installed: &'a schema::Installed,
     validated: Vec<(String, Verdict)>,
     index: HashMap<String, usize>,
     models: BTreeSet<String>,
@@ -61,6 +63,7 @@ pub(crate) fn validate(
     prompt: &Map<String, Value>,
     partial_targets: Option<&[String]>,
     file_exists: &dyn Fn(&str) -> bool,
+    installed: &schema::Installed,
 ) -> Result<Accepted, Rejected> {
     let mut prompt = prompt.clone();
     let mut outputs: Vec<String> = Vec::new();
@@ -73,7 +76,7 @@ pub(crate) fn validate(
             ));
         };
         let class_name = py_str(class_type);
-        if schema::class(&class_name).is_none() {
+        if !installed.has_class(&class_name) {
             return Err(top_error(
                 "invalid_prompt",
                 &format!("Cannot execute because node {class_name} does not exist."),
@@ -92,6 +95,7 @@ pub(crate) fn validate(
     let mut v = Validator {
         prompt: &mut prompt,
         file_exists,
+        installed,
         validated: Vec::new(),
         index: HashMap::new(),
         models: BTreeSet::new(),
@@ -187,7 +191,7 @@ impl Validator<'_> {
         let mut valid = true;
         for spec in schema::inputs(&class_type) {
             let x = spec.name.as_str();
-            let info = spec.config.clone();
+            let mut info = spec.config.clone();
             let Some(val) = inputs.get(x).cloned() else {
                 if spec.required {
                     errors.push(json!({"type": "required_input_missing", "message": "Required input is missing",
@@ -308,12 +312,23 @@ impl Validator<'_> {
                 }
                 continue;
             }
-            if let Some(options) = schema::combo_options(&info) {
-                if schema::is_model_picker(&class_type, x, &info)
-                    && let Some(name) = val.as_str().filter(|s| !s.is_empty())
-                {
-                    self.models.insert(name.to_string());
-                    continue;
+            if let Some(mut options) = schema::combo_options(&info) {
+                if schema::is_model_picker(&class_type, x, &info) {
+                    match &self.installed.model_files {
+                        None => {
+                            if let Some(name) = val.as_str().filter(|s| !s.is_empty()) {
+                                self.models.insert(name.to_string());
+                                continue;
+                            }
+                        }
+                        // ComfyUI checks against the list `/object_info` shows, so the error's
+                        // `input_config` carries the installed files too.
+                        Some(files) => {
+                            let list = schema::model_options(&info, files);
+                            options = list.iter().map(|f| json!(f)).collect();
+                            schema::set_options(&mut info, list);
+                        }
+                    }
                 }
                 if !options.iter().any(|o| loose_eq(o, &val)) {
                     let (list_info, config) = if options.len() > 20 {
@@ -519,7 +534,12 @@ mod tests {
 
     fn run(prompt: Value) -> Result<Accepted, Rejected> {
         let map = prompt.as_object().cloned().unwrap_or_default();
-        validate(&map, None, &|n: &str| n == "there.png")
+        validate(
+            &map,
+            None,
+            &|n: &str| n == "there.png",
+            &schema::Installed::default(),
+        )
     }
 
     fn first_error(r: &Rejected, node: &str) -> Value {
