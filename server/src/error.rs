@@ -342,6 +342,12 @@ fn comfy_class(e: &ComfyError) -> Class {
             None,
             true,
         ),
+        ComfyError::Gone { .. } => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::ComfyuiUnavailable,
+            Some(10),
+            true,
+        ),
         ComfyError::BadResponse(_) => (
             StatusCode::BAD_GATEWAY,
             ErrorCode::ComfyuiBadResponse,

@@ -38,6 +38,10 @@ pub async fn check(jobs: &Jobs, models: &Models) -> (HealthReport, Option<ApiErr
                 error: probe.error,
                 models: runnable,
                 last_error: s.last_error(),
+                name: s.name(),
+                draining: s.draining(),
+                down: s.is_down(),
+                jobs: s.in_flight(),
             }
         }
     }))
@@ -83,4 +87,35 @@ pub async fn check(jobs: &Jobs, models: &Models) -> (HealthReport, Option<ApiErr
         error: problem.as_ref().map(ApiError::body),
     };
     (report, problem)
+}
+
+/// Each server's state as `/health` reports it, without asking the servers anything.
+pub fn servers_now(jobs: &Jobs) -> Vec<ServerState> {
+    jobs.pool()
+        .servers()
+        .iter()
+        .map(|s| ServerState {
+            name: s.name(),
+            url: s.url().to_string(),
+            draining: s.draining(),
+            down: s.is_down(),
+            jobs: s.in_flight(),
+            queue: s.queue_depth(),
+            weight: s.weight(),
+            max_jobs: s.max_jobs(),
+        })
+        .collect()
+}
+
+/// A server as `GET /admin/servers` lists it.
+#[derive(Debug, serde::Serialize)]
+pub struct ServerState {
+    pub name: String,
+    pub url: String,
+    pub draining: bool,
+    pub down: bool,
+    pub jobs: usize,
+    pub queue: u64,
+    pub weight: u32,
+    pub max_jobs: Option<usize>,
 }

@@ -122,7 +122,8 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         gallery.listen(rx);
         tx
     });
-    let pool = ComfyPool::connect(&urls, &shutdown);
+    let pool =
+        ComfyPool::connect(&urls, &shutdown).map_err(|e| anyhow::anyhow!("COMFYUI_URL: {e}"))?;
     let listen = config.listen;
     let state = AppState {
         leptos: leptos_options(&config),

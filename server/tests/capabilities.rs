@@ -4,7 +4,7 @@
 
 mod common;
 
-use std::{net::SocketAddr, time::Duration};
+use std::time::Duration;
 
 use common::*;
 use serde_json::{Value, json};
@@ -129,10 +129,7 @@ async fn queue_elsewhere(url: &str, n: usize) -> Vec<String> {
 #[tokio::test]
 async fn jobs_go_to_the_server_with_the_shorter_real_queue() {
     // Two servers; the first is busy with another client's prompts.
-    let busy = sim::Simulator::new(slow_sim(Duration::from_millis(200)))
-        .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
-        .await
-        .unwrap();
+    let busy = sim_with(slow_sim(Duration::from_millis(200))).await;
     let busy_url = busy.url.clone();
     let h = start_with(|c| c.comfyui_url = vec![busy_url.clone(), c.comfyui_url[0].clone()]).await;
     // Both sockets up, so both servers' queue reports arrive.
@@ -160,4 +157,154 @@ async fn jobs_go_to_the_server_with_the_shorter_real_queue() {
         .count();
     assert_eq!(bridge_jobs_on_busy, 0, "a job went to the busy server");
     assert_eq!(h.sim.sim.submitted().len(), 3);
+}
+
+/// Waits until `/v1/models` says `id` has `status`.
+async fn wait_for_status(h: &Harness, id: &str, status: &str) -> Value {
+    for _ in 0..200 {
+        let (_, list) = h.get("/v1/models").await;
+        let m = model(&list, id).clone();
+        if m["status"] == status {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{id} never became {status}");
+}
+
+#[tokio::test]
+async fn servers_lacking_a_node_or_a_file_get_no_jobs_for_it() {
+    // One server lacks a node the weight-free model needs, the other every model file.
+    let no_noise = sim_with(sim::SimConfig {
+        missing_nodes: vec!["ImageAddNoise".into()],
+        ..sim::SimConfig::default()
+    })
+    .await;
+    let no_files = sim_with(sim::SimConfig {
+        model_files: Some(Vec::new()),
+        ..sim::SimConfig::default()
+    })
+    .await;
+    let urls = vec![no_noise.url.clone(), no_files.url.clone()];
+    let h = start_with(|c| c.comfyui_url = urls).await;
+
+    wait_for_status(&h, MODEL, "ready").await;
+    wait_for_status(&h, "sdxl", "ready").await;
+    for _ in 0..2 {
+        let (status, body) = h
+            .generate(json!({"prompt": "x", "model": MODEL, "size": "64x64"}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = h
+            .generate(json!({"prompt": "x", "model": "sdxl", "size": "512x512", "steps": 2}))
+            .await;
+        assert_eq!(status, 200, "{body}");
+    }
+    let classes = |sim: &sim::RunningSim| -> Vec<String> {
+        sim.sim
+            .submitted()
+            .iter()
+            .map(|(_, graph)| graph["3"]["class_type"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(
+        no_noise.sim.submitted().len(),
+        2,
+        "{:?}",
+        classes(&no_noise)
+    );
+    assert_eq!(
+        no_files.sim.submitted().len(),
+        2,
+        "{:?}",
+        classes(&no_files)
+    );
+    for (_, graph) in no_noise.sim.submitted() {
+        assert!(
+            !graph.to_string().contains("ImageAddNoise"),
+            "a weight-free job on the server without its node"
+        );
+    }
+    for (_, graph) in no_files.sim.submitted() {
+        assert!(
+            !graph.to_string().contains(".safetensors"),
+            "an sdxl job on the server without files"
+        );
+    }
+
+    let health: Value = h.fetch("/health").await.json().await.unwrap();
+    let runs = |i: usize| health["servers"][i]["models"].as_array().unwrap().clone();
+    assert!(
+        !runs(0).contains(&json!(MODEL)) && runs(0).contains(&json!("sdxl")),
+        "{health}"
+    );
+    assert!(
+        runs(1).contains(&json!(MODEL)) && !runs(1).contains(&json!("sdxl")),
+        "{health}"
+    );
+}
+
+#[tokio::test]
+async fn a_model_no_server_has_the_files_for_is_503_with_the_reason() {
+    let h = start_full(
+        sim::SimConfig {
+            model_files: Some(vec!["other.safetensors".into()]),
+            ..sim::SimConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    let sdxl = wait_for_status(&h, "sdxl", "unavailable").await;
+    let problem = sdxl["problems"][0].as_str().unwrap();
+    assert!(
+        problem.contains("missing model file `sd_xl_base_1.0.safetensors`")
+            && problem.contains("CheckpointLoaderSimple.ckpt_name"),
+        "{sdxl}"
+    );
+    let res = h
+        .send_json(
+            "/v1/images/generations",
+            json!({"prompt": "x", "model": "sdxl", "size": "512x512"}),
+        )
+        .await;
+    assert_eq!(res.headers()["x-should-retry"], "false");
+    let (status, body) = read(res).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "model_unavailable");
+    assert_eq!(body["error"]["param"], "model");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("sd_xl_base_1.0.safetensors"),
+        "{body}"
+    );
+    // The weight-free models need no files and still run.
+    let (status, _) = h
+        .generate(json!({"prompt": "x", "model": MODEL, "size": "64x64"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(h.sim.sim.submitted().len(), 1);
+}
+
+#[tokio::test]
+async fn a_server_restarted_with_the_files_runs_the_model_again() {
+    let mut h = start_full(
+        sim::SimConfig {
+            model_files: Some(Vec::new()),
+            ..sim::SimConfig::default()
+        },
+        |_| {},
+    )
+    .await;
+    wait_for_status(&h, "sdxl", "unavailable").await;
+    h.sim
+        .sim
+        .set_model_files(Some(vec!["sd_xl_base_1.0.safetensors".into()]));
+    h.sim.restart().await.unwrap();
+    wait_for_status(&h, "sdxl", "ready").await;
+    let (status, body) = h
+        .generate(json!({"prompt": "x", "model": "sdxl", "size": "512x512", "steps": 2}))
+        .await;
+    assert_eq!(status, 200, "{body}");
 }

@@ -34,6 +34,18 @@ pub struct ServerHealth {
     /// The last thing that went wrong with this server, even if it answers now.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// What messages and `/metrics` call it.
+    #[serde(default)]
+    pub name: String,
+    /// Taking no new jobs until resumed (`POST /admin/servers/{name}/resume`).
+    #[serde(default)]
+    pub draining: bool,
+    /// Resting after failing, until it answers again.
+    #[serde(default)]
+    pub down: bool,
+    /// This bridge's jobs on it now.
+    #[serde(default)]
+    pub jobs: usize,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]

@@ -22,6 +22,9 @@ pub enum ComfyError {
     Interrupted,
     #[error("ComfyUI lost the job (was it restarted?); try again.")]
     Lost,
+    /// The server accepted the job, then stopped answering before it finished.
+    #[error("ComfyUI stopped answering while it ran the job; try again shortly.")]
+    Gone { reason: String },
     #[error("The generation did not finish within {} seconds and was cancelled.", .0.as_secs())]
     Timeout(Duration),
     #[error("ComfyUI sent an unexpected answer: {0}")]
@@ -31,6 +34,20 @@ pub enum ComfyError {
 }
 
 impl ComfyError {
+    /// Whether the job may run on another server: this one could not be reached (so it never
+    /// had the job), or it had the job and lost it or went away.
+    pub fn server_failed(&self) -> bool {
+        matches!(
+            self,
+            ComfyError::Unavailable { .. } | ComfyError::Lost | ComfyError::Gone { .. }
+        )
+    }
+
+    /// Whether the server had accepted the job before it failed.
+    pub fn had_the_job(&self) -> bool {
+        matches!(self, ComfyError::Lost | ComfyError::Gone { .. })
+    }
+
     pub(crate) fn unavailable(err: impl std::fmt::Display) -> Self {
         ComfyError::Unavailable {
             reason: err.to_string(),

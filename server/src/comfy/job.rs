@@ -1,10 +1,7 @@
 //! One prompt's life on one server: submit, follow its events, resolve it from history, fetch
 //! its images, and clean up, including when the caller goes away mid-way.
 
-use std::{
-    sync::{Arc, atomic::Ordering},
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use serde_json::Value;
 use tokio::{
@@ -21,8 +18,11 @@ use super::{
 const QUIET_POLL: Duration = Duration::from_secs(5);
 /// With the socket down, history is the only source of truth; ask it this often.
 const DOWN_POLL: Duration = Duration::from_secs(1);
-/// Consecutive failed history checks after which ComfyUI counts as gone.
+/// Consecutive failed history checks after which ComfyUI counts as gone: a busy server may miss
+/// a few, but one whose event socket is down too is most likely not running at all, and its
+/// job should move to another server soon.
 const MAX_POLL_FAILURES: u32 = 10;
+const MAX_POLL_FAILURES_SOCKET_DOWN: u32 = 3;
 
 /// Removes the waiter, and cancels the prompt in ComfyUI if the job did not run to its end
 /// (the client disconnected, or the generation timed out): dropping the future is enough.
@@ -40,7 +40,6 @@ impl Drop for JobGuard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.prompt_id);
-        self.server.in_flight.fetch_sub(1, Ordering::Relaxed);
         if self.submitted && !self.settled {
             let server = self.server.clone();
             let prompt_id = std::mem::take(&mut self.prompt_id);
@@ -69,7 +68,6 @@ impl ComfyServer {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .insert(prompt_id.clone(), tx);
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
         let mut guard = JobGuard {
             server: self.clone(),
             prompt_id: prompt_id.clone(),
@@ -130,9 +128,17 @@ impl ComfyServer {
                 Err(e) => {
                     failures += 1;
                     tracing::debug!(server = %self.url, prompt_id, error = %e, "history check failed");
-                    if failures >= MAX_POLL_FAILURES {
+                    let limit = if self.socket_connected() {
+                        MAX_POLL_FAILURES
+                    } else {
+                        MAX_POLL_FAILURES_SOCKET_DOWN
+                    };
+                    if failures >= limit {
                         guard.settled = true;
-                        return Err(e);
+                        return Err(match e {
+                            ComfyError::Unavailable { reason } => ComfyError::Gone { reason },
+                            other => other,
+                        });
                     }
                 }
             }

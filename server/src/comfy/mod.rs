@@ -4,6 +4,7 @@
 
 mod error;
 mod events;
+mod fleet;
 mod job;
 mod pool;
 mod schema;
@@ -13,6 +14,7 @@ mod ws;
 
 pub use error::ComfyError;
 pub use events::JobUpdate;
+pub use fleet::{Reservation, ServerOptions};
 pub use pool::ComfyPool;
 pub use schema::{InputSpec, NodeSchema, ObjectInfo};
 pub use server::{ComfyServer, OutputImage, ServerProbe};

@@ -1,27 +1,53 @@
 use std::sync::Arc;
 
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::ComfyServer;
+use super::{ComfyServer, fleet::ServerOptions};
 
 /// Every configured ComfyUI server; `crate::routing` chooses among them.
 #[derive(Clone)]
 pub struct ComfyPool {
     servers: Arc<Vec<Arc<ComfyServer>>>,
+    slot_freed: Arc<Notify>,
 }
 
 impl ComfyPool {
-    pub fn connect(urls: &[String], shutdown: &CancellationToken) -> Self {
-        let servers = urls
+    /// Connects to every server of `COMFYUI_URL`, each entry a URL with its options in the
+    /// fragment (see [`ServerOptions`]). Refuses an entry whose options it cannot read.
+    pub fn connect(entries: &[String], shutdown: &CancellationToken) -> Result<Self, String> {
+        let slot_freed = Arc::new(Notify::new());
+        let servers = entries
             .iter()
-            .map(|u| ComfyServer::connect(u, shutdown.child_token()))
-            .collect();
-        ComfyPool {
+            .map(|entry| {
+                let (url, options) = ServerOptions::parse(entry)?;
+                Ok(ComfyServer::connect(
+                    &url,
+                    options,
+                    slot_freed.clone(),
+                    shutdown.child_token(),
+                ))
+            })
+            .collect::<Result<_, String>>()?;
+        Ok(ComfyPool {
             servers: Arc::new(servers),
-        }
+            slot_freed,
+        })
     }
 
     pub fn servers(&self) -> &[Arc<ComfyServer>] {
         &self.servers
+    }
+
+    /// Told whenever a job slot frees on any server.
+    pub fn slot_freed(&self) -> &Notify {
+        &self.slot_freed
+    }
+
+    /// The server an operator means by `name`: its name (configured, or host and port) or URL.
+    pub fn find(&self, name: &str) -> Option<&Arc<ComfyServer>> {
+        self.servers
+            .iter()
+            .find(|s| s.name() == name || s.url() == name.trim_end_matches('/'))
     }
 }

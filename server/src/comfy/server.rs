@@ -12,7 +12,12 @@ use serde_json::{Value, json};
 use tokio::sync::{OnceCell, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{ComfyError, events::JobEvent, schema::ObjectInfo};
+use super::{
+    ComfyError,
+    events::JobEvent,
+    fleet::{ServerOptions, Standing},
+    schema::ObjectInfo,
+};
 
 /// One image a finished job produced, as ComfyUI's `/view` served it.
 #[derive(Debug, Clone)]
@@ -55,6 +60,7 @@ pub struct ComfyServer {
     last_error: Mutex<Option<String>>,
     /// The model files its last job used, so jobs that use them can skip loading them again.
     last_models: Mutex<Vec<String>>,
+    pub(crate) standing: Standing,
 }
 
 /// After a failed read of `/object_info`, how long before a job may try again: a server that
@@ -71,7 +77,12 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl ComfyServer {
     /// Connects to a server: starts its event socket in the background and returns at once.
-    pub fn connect(url: &str, shutdown: CancellationToken) -> Arc<Self> {
+    pub fn connect(
+        url: &str,
+        options: ServerOptions,
+        slot_freed: Arc<tokio::sync::Notify>,
+        shutdown: CancellationToken,
+    ) -> Arc<Self> {
         let http = reqwest::Client::builder()
             .timeout(REQUEST_TIMEOUT)
             .connect_timeout(Duration::from_secs(5))
@@ -93,6 +104,7 @@ impl ComfyServer {
             queue_remaining: AtomicU64::new(u64::MAX),
             last_error: Mutex::new(None),
             last_models: Mutex::new(Vec::new()),
+            standing: Standing::new(options, slot_freed),
         });
         super::ws::spawn(&server);
         server
@@ -110,9 +122,12 @@ impl ComfyServer {
         self.in_flight.load(Ordering::Relaxed)
     }
 
-    /// The server's name in messages a client sees: its host and port, never credentials or
-    /// paths.
+    /// The server's name in messages a client sees: the configured one, else its host and
+    /// port, never credentials or paths.
     pub fn name(&self) -> String {
+        if let Some(name) = self.standing.name() {
+            return name.to_string();
+        }
         reqwest::Url::parse(&self.url)
             .ok()
             .and_then(|u| {

@@ -58,6 +58,7 @@ async fn run(weak: Weak<ComfyServer>, url: String) {
                 }
                 let Some(server) = weak.upgrade() else { return };
                 server.connected.store(true, Ordering::Relaxed);
+                server.mark_up();
                 broadcast(&server, JobEvent::SocketUp);
                 tracing::info!(server = %server.url, "event socket connected");
                 let reader = server.clone();

@@ -5,7 +5,12 @@
 mod limits;
 mod staging;
 
-use std::{future::Future, pin::Pin, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    pin::Pin,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt, stream};
@@ -15,7 +20,7 @@ pub use limits::Limits;
 use staging::Staging;
 
 use crate::{
-    comfy::{ComfyError, ComfyPool, JobUpdate},
+    comfy::{ComfyError, ComfyPool, ComfyServer, JobUpdate},
     config::Config,
     error::ApiError,
     routing,
@@ -135,35 +140,51 @@ impl Jobs {
                         limits.run().await?
                     }
                 };
-                let server = routing::choose(pool, template).await?;
-                let mut params = RenderParams {
+                let deadline = Instant::now() + *timeout;
+                let params = RenderParams {
                     seed,
                     ..job.params().clone()
                 };
-                if !job.inputs().is_empty() {
-                    (params.images, params.mask) = staging.on(&server, job.inputs()).await?;
-                }
-                let graph = template.render(&params);
-                let outputs = template.output_nodes();
-                let images = match updates {
-                    None => server.run(&graph, outputs, None, *timeout).await?,
-                    Some(out) => {
-                        let (tx, mut rx) = mpsc::unbounded_channel();
-                        let forward = async {
-                            while let Some(update) = rx.recv().await {
-                                let _ = out.send((index, update));
-                            }
-                        };
-                        let (images, ()) =
-                            tokio::join!(server.run(&graph, outputs, Some(tx), *timeout), forward);
-                        images?
+                // A server that could not be reached never had the job: it goes to the next.
+                // One that had it and went away or lost it: it runs once more elsewhere, with
+                // the same seed, so the image is the same.
+                let mut avoid: Vec<Arc<ComfyServer>> = Vec::new();
+                let mut rerun = false;
+                let mut last_error = None;
+                loop {
+                    let Some(slot) = routing::choose(pool, template, &avoid).await? else {
+                        return Err(last_error.unwrap_or_else(|| {
+                            ApiError::Internal("no server was tried".into())
+                        }));
+                    };
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let attempt = Attempt {
+                        job,
+                        params: params.clone(),
+                        index,
+                        updates,
+                        staging,
+                        timeout: left,
+                    };
+                    match attempt.run(&slot).await {
+                        Ok(data) => {
+                            slot.mark_up();
+                            return Ok::<_, ApiError>(Generated { data, seed });
+                        }
+                        Err(ApiError::Comfy(e))
+                            if e.server_failed() && !(e.had_the_job() && rerun) =>
+                        {
+                            slot.mark_failed();
+                            rerun |= e.had_the_job();
+                            tracing::warn!(
+                                server = %slot.url(), error = %e, index, "the job goes to another server"
+                            );
+                            avoid.push(slot.server().clone());
+                            last_error = Some(ApiError::Comfy(e));
+                        }
+                        Err(e) => return Err(e),
                     }
-                };
-                let first = images.into_iter().next().ok_or(ComfyError::NoOutput)?;
-                Ok::<_, ApiError>(Generated {
-                    data: first.data,
-                    seed,
-                })
+                }
             })
             .buffered(limits.per_request())
             .try_collect::<Vec<Generated>>()
@@ -187,6 +208,54 @@ impl Jobs {
             images: images.to_vec(),
             took,
         });
+    }
+}
+
+/// One try of one image on one server.
+struct Attempt<'a> {
+    job: &'a Job,
+    params: RenderParams,
+    index: usize,
+    updates: Option<&'a Updates>,
+    staging: &'a Staging,
+    timeout: Duration,
+}
+
+impl Attempt<'_> {
+    async fn run(self, server: &Arc<ComfyServer>) -> Result<Bytes, ApiError> {
+        let Attempt {
+            job,
+            mut params,
+            index,
+            updates,
+            staging,
+            timeout,
+        } = self;
+        if timeout.is_zero() {
+            return Err(ComfyError::Timeout(timeout).into());
+        }
+        if !job.inputs().is_empty() {
+            (params.images, params.mask) = staging.on(server, job.inputs()).await?;
+        }
+        let template = job.template();
+        let graph = template.render(&params);
+        let outputs = template.output_nodes();
+        let images = match updates {
+            None => server.run(&graph, outputs, None, timeout).await?,
+            Some(out) => {
+                let (tx, mut rx) = mpsc::unbounded_channel();
+                let forward = async {
+                    while let Some(update) = rx.recv().await {
+                        let _ = out.send((index, update));
+                    }
+                };
+                let (images, ()) =
+                    tokio::join!(server.run(&graph, outputs, Some(tx), timeout), forward);
+                images?
+            }
+        };
+        let first = images.into_iter().next().ok_or(ComfyError::NoOutput)?;
+        Ok(first.data)
     }
 }
 

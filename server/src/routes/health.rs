@@ -5,7 +5,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{error::ApiError, health, jobs::Jobs, models::Models};
+use crate::{error::ApiError, extract::ApiPath, health, jobs::Jobs, models::Models};
 
 /// 200 when at least one ComfyUI answers and workflows are loaded, else 503 with
 /// `Retry-After`. Either way the body is the report, with the reason in `error` when
@@ -31,4 +31,39 @@ pub async fn reload(State(models): State<Models>) -> Result<Response, ApiError> 
         "models": set.iter().map(|t| t.id.clone()).collect::<Vec<_>>(),
     }))
     .into_response())
+}
+
+/// `GET /admin/servers`: every server's name, URL, draining, resting, jobs and queue.
+pub async fn servers(State(jobs): State<Jobs>) -> Json<Vec<health::ServerState>> {
+    Json(health::servers_now(&jobs))
+}
+
+/// `POST /admin/servers/{name}/drain`: no new jobs go to the server; running ones finish.
+pub async fn drain(
+    State(jobs): State<Jobs>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Vec<health::ServerState>>, ApiError> {
+    set_draining(&jobs, &name, true)
+}
+
+/// `POST /admin/servers/{name}/resume`: the server takes new jobs again.
+pub async fn resume(
+    State(jobs): State<Jobs>,
+    ApiPath(name): ApiPath<String>,
+) -> Result<Json<Vec<health::ServerState>>, ApiError> {
+    set_draining(&jobs, &name, false)
+}
+
+fn set_draining(
+    jobs: &Jobs,
+    name: &str,
+    draining: bool,
+) -> Result<Json<Vec<health::ServerState>>, ApiError> {
+    let server = jobs.pool().find(name).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "No ComfyUI server is called '{name}'; GET /admin/servers lists them."
+        ))
+    })?;
+    server.set_draining(draining);
+    Ok(Json(health::servers_now(jobs)))
 }

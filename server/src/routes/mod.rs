@@ -49,6 +49,9 @@ pub fn v1(state: &AppState) -> Router<AppState> {
 pub fn ops(state: &AppState) -> Router<AppState> {
     let admin = Router::new()
         .route("/reload", post(health::reload))
+        .route("/admin/servers", get(health::servers))
+        .route("/admin/servers/{name}/drain", post(health::drain))
+        .route("/admin/servers/{name}/resume", post(health::resume))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health::health))

@@ -60,6 +60,14 @@ pub fn slow_sim(step: Duration) -> sim::SimConfig {
     }
 }
 
+/// Another simulator, beside the harness's own.
+pub async fn sim_with(config: sim::SimConfig) -> sim::RunningSim {
+    sim::Simulator::new(config)
+        .serve(SocketAddr::from(([127, 0, 0, 1], 0)))
+        .await
+        .expect("simulator starts")
+}
+
 /// As `start_with`, with the simulator configured too.
 pub async fn start_full(sim_config: sim::SimConfig, tune: impl FnOnce(&mut Config)) -> Harness {
     let _ = tracing_subscriber::fmt()
