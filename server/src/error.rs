@@ -383,6 +383,10 @@ impl IntoResponse for ApiError {
             _ => (self.status(), Json(self.envelope())).into_response(),
         };
         self.retry_headers(res.headers_mut());
+        // For `/metrics`, which counts errors by code.
+        if let Some(code) = self.class().code {
+            res.extensions_mut().insert(code);
+        }
         res
     }
 }

@@ -11,6 +11,7 @@ mod extract;
 pub mod gallery;
 mod health;
 pub mod jobs;
+mod metrics;
 mod models;
 mod overview;
 mod routes;
@@ -128,6 +129,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     let state = AppState {
         leptos: leptos_options(&config),
         models,
+        metrics: metrics::Metrics::new(pool.clone()),
         jobs: Jobs::new(&config, pool, demo, finished),
         checks: Checks::new(&config),
         delivery: Delivery::new(&config, images.clone()),
@@ -188,6 +190,10 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
             app::shell,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::track,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

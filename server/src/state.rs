@@ -5,8 +5,8 @@ use leptos::config::LeptosOptions;
 use axum::extract::FromRef;
 
 use crate::{
-    auth::Auth, deliver::Delivery, gallery::GalleryState, jobs::Jobs, models::Models,
-    storage::ImageStore, validate::Checks,
+    auth::Auth, deliver::Delivery, gallery::GalleryState, jobs::Jobs, metrics::Metrics,
+    models::Models, storage::ImageStore, validate::Checks,
 };
 
 #[derive(Clone, FromRef)]
@@ -19,4 +19,5 @@ pub struct AppState {
     pub images: ImageStore,
     pub gallery: GalleryState,
     pub auth: Auth,
+    pub metrics: Metrics,
 }

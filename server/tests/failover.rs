@@ -58,6 +58,14 @@ async fn a_job_whose_server_dies_mid_run_finishes_elsewhere_with_the_same_seed()
     assert_eq!(seed_of(first_try), seed_of(second_try));
     assert_eq!(seed_of(second_try), 77);
 
+    let metrics = h.fetch("/metrics").await.text().await.unwrap();
+    let first_name = first.url.trim_start_matches("http://");
+    let line = format!("bridge_comfyui_failovers_total{{server=\"{first_name}\"}} 1");
+    assert!(
+        metrics.lines().any(|l| l == line),
+        "no `{line}` in\n{metrics}"
+    );
+
     let health: Value = h.fetch("/health").await.json().await.unwrap();
     let failed = &health["servers"][0];
     assert!(
@@ -165,4 +173,46 @@ async fn a_server_at_its_job_limit_gets_no_more_until_one_ends() {
     assert_eq!(body["data"].as_array().unwrap().len(), 3);
     assert_eq!(most_waiting, 0, "a second job waited in ComfyUI's queue");
     assert_eq!(h.sim.sim.submitted().len(), 3);
+}
+
+#[tokio::test]
+async fn metrics_count_routes_errors_and_servers() {
+    let h = start_with(|c| {
+        c.comfyui_url = vec![format!("{}#name=gpu-a", c.comfyui_url[0])];
+    })
+    .await;
+    for _ in 0..2 {
+        let (status, _) = h
+            .generate(json!({"prompt": "x", "model": MODEL, "size": "64x64"}))
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (status, _) = h
+        .generate(json!({"prompt": "x", "model": "dall-e-9"}))
+        .await;
+    assert_eq!(status, 404);
+    let res = h.fetch("/metrics").await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let text = res.text().await.unwrap();
+    for line in [
+        r#"bridge_http_requests_total{route="/v1/images/generations",method="POST",status="200"} 2"#,
+        r#"bridge_http_requests_total{route="/v1/images/generations",method="POST",status="404"} 1"#,
+        r#"bridge_http_errors_total{route="/v1/images/generations",method="POST",code="model_not_found"} 1"#,
+        r#"bridge_comfyui_jobs_total{server="gpu-a"} 2"#,
+        r#"bridge_comfyui_failures_total{server="gpu-a"} 0"#,
+        r#"bridge_comfyui_up{server="gpu-a"} 1"#,
+        r#"bridge_comfyui_jobs_in_flight{server="gpu-a"} 0"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "no `{line}` in\n{text}");
+    }
+    assert!(
+        text.contains(r#"bridge_http_request_duration_seconds_count{route="/v1/images/generations",method="POST"} 3"#),
+        "{text}"
+    );
 }

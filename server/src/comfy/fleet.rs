@@ -5,7 +5,7 @@ use std::{
     ops::Deref,
     sync::{
         Arc, Mutex,
-        atomic::{AtomicBool, AtomicU32, Ordering},
+        atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering},
     },
     time::{Duration, Instant},
 };
@@ -91,6 +91,17 @@ pub(crate) struct Standing {
     down_until: Mutex<Option<Instant>>,
     /// Shared by the pool: told whenever any server frees a job slot.
     slot_freed: Arc<Notify>,
+    jobs_done: AtomicU64,
+    failures_total: AtomicU64,
+    failovers: AtomicU64,
+}
+
+/// What a server did for this bridge since it started.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counts {
+    pub jobs: u64,
+    pub failures: u64,
+    pub failovers: u64,
 }
 
 impl Standing {
@@ -101,6 +112,9 @@ impl Standing {
             failures: AtomicU32::new(0),
             down_until: Mutex::new(None),
             slot_freed,
+            jobs_done: AtomicU64::new(0),
+            failures_total: AtomicU64::new(0),
+            failovers: AtomicU64::new(0),
         }
     }
 
@@ -144,6 +158,7 @@ impl ComfyServer {
 
     /// A job could not reach it or lost its work there: rest it, longer each time in a row.
     pub fn mark_failed(&self) {
+        self.standing.failures_total.fetch_add(1, Ordering::Relaxed);
         let failures = self.standing.failures.fetch_add(1, Ordering::Relaxed) + 1;
         let rest = FIRST_REST
             .saturating_mul(1 << (failures - 1).min(16))
@@ -166,6 +181,26 @@ impl ComfyServer {
             .down_until
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    /// A job finished here: the server works.
+    pub fn record_job_done(&self) {
+        self.standing.jobs_done.fetch_add(1, Ordering::Relaxed);
+        self.mark_up();
+    }
+
+    /// A job that failed here went on to another server.
+    pub fn record_failover(&self) {
+        self.standing.failovers.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn counts(&self) -> Counts {
+        let s = &self.standing;
+        Counts {
+            jobs: s.jobs_done.load(Ordering::Relaxed),
+            failures: s.failures_total.load(Ordering::Relaxed),
+            failovers: s.failovers.load(Ordering::Relaxed),
+        }
     }
 
     /// Takes one of its job slots, unless it is at its `max_jobs`.

@@ -8,6 +8,7 @@ use tokio::{
     sync::mpsc,
     time::{Instant, sleep, sleep_until},
 };
+use tracing::Instrument;
 
 use super::{
     ComfyError, ComfyServer, OutputImage,
@@ -54,6 +55,7 @@ impl Drop for JobGuard {
 impl ComfyServer {
     /// Runs a prompt to its end and returns the images of `outputs` (node ids, in that order;
     /// empty means every image output, by node id). `updates` receives progress as it happens.
+    /// Everything it logs carries the server and the prompt id.
     pub async fn run(
         self: &Arc<Self>,
         graph: &Value,
@@ -61,8 +63,23 @@ impl ComfyServer {
         updates: Option<mpsc::UnboundedSender<JobUpdate>>,
         timeout: Duration,
     ) -> Result<Vec<OutputImage>, ComfyError> {
-        let deadline = Instant::now() + timeout;
+        // A lowercase UUID: newer ComfyUI refuses a client-chosen id in any other form.
         let prompt_id = uuid::Uuid::new_v4().to_string();
+        let span = tracing::info_span!("job", server = %self.name(), prompt_id = %prompt_id);
+        self.run_prompt(prompt_id, graph, outputs, updates, timeout)
+            .instrument(span)
+            .await
+    }
+
+    async fn run_prompt(
+        self: &Arc<Self>,
+        prompt_id: String,
+        graph: &Value,
+        outputs: &[String],
+        updates: Option<mpsc::UnboundedSender<JobUpdate>>,
+        timeout: Duration,
+    ) -> Result<Vec<OutputImage>, ComfyError> {
+        let deadline = Instant::now() + timeout;
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.waiters
             .lock()

@@ -168,13 +168,14 @@ impl Jobs {
                     };
                     match attempt.run(&slot).await {
                         Ok(data) => {
-                            slot.mark_up();
+                            slot.record_job_done();
                             return Ok::<_, ApiError>(Generated { data, seed });
                         }
                         Err(ApiError::Comfy(e))
                             if e.server_failed() && !(e.had_the_job() && rerun) =>
                         {
                             slot.mark_failed();
+                            slot.record_failover();
                             rerun |= e.had_the_job();
                             tracing::warn!(
                                 server = %slot.url(), error = %e, index, "the job goes to another server"

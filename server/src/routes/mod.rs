@@ -52,6 +52,7 @@ pub fn ops(state: &AppState) -> Router<AppState> {
         .route("/admin/servers", get(health::servers))
         .route("/admin/servers/{name}/drain", post(health::drain))
         .route("/admin/servers/{name}/resume", post(health::resume))
+        .route("/metrics", get(crate::metrics::handler))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_key));
     Router::new()
         .route("/health", get(health::health))
