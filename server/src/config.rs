@@ -109,6 +109,14 @@ pub struct Config {
     /// edit with a mask, else the first image-to-image model.
     #[arg(long, env = "DEFAULT_EDIT_MODEL")]
     pub default_edit_model: Option<String>,
+    /// Other names clients may use for models, comma separated `alias=model` pairs, e.g.
+    /// `dall-e-3=z-image-turbo,gpt-image-1=sdxl`. Listed in /v1/models.
+    #[arg(long, env = "MODEL_ALIASES", value_delimiter = ',')]
+    pub model_aliases: Vec<String>,
+    /// Take any other OpenAI image model name (`dall-e-*`, `gpt-image-*`, `chatgpt-image-*`)
+    /// as the default model for the request (generating or editing).
+    #[arg(long, env = "OPENAI_MODEL_NAMES", default_value_t = true, action = clap::ArgAction::Set)]
+    pub openai_model_names: bool,
 
     /// Directory for images served by URL.
     #[arg(long, env = "DATA_DIR", default_value = "data")]

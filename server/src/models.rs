@@ -33,7 +33,28 @@ struct Inner {
     extra_files: Vec<PathBuf>,
     default_model: Option<String>,
     default_edit_model: Option<String>,
+    /// `MODEL_ALIASES`, as (alias, model) pairs.
+    aliases: Vec<(String, String)>,
+    /// `OPENAI_MODEL_NAMES`: other OpenAI image model names mean the default model.
+    openai_names: bool,
     current: RwLock<Loaded>,
+}
+
+/// The OpenAI image model names chat clients (Open WebUI, LibreChat) send unasked, which list
+/// in `/v1/models` as names of the default model.
+const OPENAI_NAMES: [&str; 3] = ["gpt-image-1", "dall-e-3", "dall-e-2"];
+
+fn is_openai_image_model(name: &str) -> bool {
+    ["dall-e-", "gpt-image-", "chatgpt-image-"]
+        .iter()
+        .any(|prefix| name.starts_with(prefix))
+}
+
+/// Another name for a model, as `/v1/models` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alias {
+    pub name: String,
+    pub model: String,
 }
 
 /// The last good set of workflows, and what went wrong with the newest attempt to load them.
@@ -55,6 +76,17 @@ impl Models {
                 .collect(),
             default_model: config.default_model.clone(),
             default_edit_model: config.default_edit_model.clone(),
+            aliases: config
+                .model_aliases
+                .iter()
+                .filter_map(|pair| {
+                    let (alias, model) = pair.split_once('=')?;
+                    let (alias, model) = (alias.trim(), model.trim());
+                    (!alias.is_empty() && !model.is_empty())
+                        .then(|| (alias.to_string(), model.to_string()))
+                })
+                .collect(),
+            openai_names: config.openai_model_names,
             current: RwLock::new(Loaded {
                 set: Arc::default(),
                 errors: Vec::new(),
@@ -103,8 +135,18 @@ impl Models {
         let mut current = self.0.current.write().unwrap_or_else(|p| p.into_inner());
         match loaded {
             Ok(set) => {
+                // An alias of a model that is not loaded is left out; saying so beats a 404
+                // nobody can explain.
+                current.errors = self
+                    .0
+                    .aliases
+                    .iter()
+                    .filter(|(_, model)| set.get(model).is_none())
+                    .map(|(alias, model)| {
+                        format!("MODEL_ALIASES: `{alias}` names `{model}`, which is not loaded")
+                    })
+                    .collect();
                 current.set = Arc::new(set);
-                current.errors.clear();
                 Ok(current.set.clone())
             }
             Err(errors) => {
@@ -125,10 +167,15 @@ impl Models {
     ) -> Result<Arc<Template>, ApiError> {
         let set = self.set();
         if let Some(id) = requested.filter(|m| !m.is_empty()) {
-            return set
+            if let Some(t) = set
                 .get(id)
-                .cloned()
-                .ok_or_else(|| ApiError::ModelNotFound(id.to_string()));
+                .or_else(|| self.alias(id).and_then(|m| set.get(m)))
+            {
+                return Ok(t.clone());
+            }
+            if !(self.0.openai_names && is_openai_image_model(id)) {
+                return Err(ApiError::ModelNotFound(id.to_string()));
+            }
         }
         let first = |kind: ModelKind| set.iter().find(|t| t.kind == kind);
         let chosen = match purpose {
@@ -148,6 +195,44 @@ impl Models {
                 }),
         };
         chosen.cloned().ok_or(ApiError::NoModels)
+    }
+
+    fn alias(&self, name: &str) -> Option<&str> {
+        self.0
+            .aliases
+            .iter()
+            .find(|(alias, _)| alias == name)
+            .map(|(_, model)| model.as_str())
+    }
+
+    /// Every other name clients may use, with the model it means: the configured aliases,
+    /// then (with `OPENAI_MODEL_NAMES`) OpenAI's own names for the default model, unless a
+    /// model or alias already has that name.
+    pub fn aliases(&self) -> Vec<Alias> {
+        let set = self.set();
+        let mut out: Vec<Alias> = self
+            .0
+            .aliases
+            .iter()
+            .filter(|(alias, model)| set.get(alias).is_none() && set.get(model).is_some())
+            .map(|(name, model)| Alias {
+                name: name.clone(),
+                model: model.clone(),
+            })
+            .collect();
+        if self.0.openai_names
+            && let Some(default) = self.default_in(&set)
+        {
+            for name in OPENAI_NAMES {
+                if set.get(name).is_none() && !out.iter().any(|a| a.name == name) {
+                    out.push(Alias {
+                        name: name.to_string(),
+                        model: default.id.clone(),
+                    });
+                }
+            }
+        }
+        out
     }
 
     /// The model a generation that names none gets, for the web app's form.

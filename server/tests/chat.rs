@@ -269,7 +269,7 @@ async fn bad_requests_are_refused_before_comfyui() {
             "size",
         ),
         (
-            json!({"model": "dall-e-9", "messages": user("x")}),
+            json!({"model": "no-such-model", "messages": user("x")}),
             404,
             "model",
         ),

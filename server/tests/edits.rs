@@ -318,7 +318,7 @@ async fn models_are_kept_to_their_kind() {
         .await;
     assert_refused(&h, status, &body, 400, "strength");
 
-    let f = form("dall-e-2", "x").part("image", file_part(png(16, 16, RED, false), "a.png"));
+    let f = form("no-such-model", "x").part("image", file_part(png(16, 16, RED, false), "a.png"));
     let (status, body) = h.post_form("/v1/images/edits", f).await;
     assert_refused(&h, status, &body, 404, "model");
 

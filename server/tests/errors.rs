@@ -116,7 +116,7 @@ async fn malformed_bodies_are_400() {
 #[tokio::test]
 async fn unknown_model_is_404_model_not_found() {
     let h = start().await;
-    let (status, resp) = rejected(&h, json!({"prompt": "x", "model": "dall-e-9"})).await;
+    let (status, resp) = rejected(&h, json!({"prompt": "x", "model": "no-such-model"})).await;
     assert_eq!(status, 404);
     assert_eq!(resp["error"]["code"], "model_not_found");
     assert_eq!(resp["error"]["param"], "model");
@@ -124,7 +124,7 @@ async fn unknown_model_is_404_model_not_found() {
         resp["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("dall-e-9")
+            .contains("no-such-model")
     );
 }
 

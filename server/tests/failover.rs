@@ -188,7 +188,7 @@ async fn metrics_count_routes_errors_and_servers() {
         assert_eq!(status, 200);
     }
     let (status, _) = h
-        .generate(json!({"prompt": "x", "model": "dall-e-9"}))
+        .generate(json!({"prompt": "x", "model": "no-such-model"}))
         .await;
     assert_eq!(status, 404);
     let res = h.fetch("/metrics").await;

@@ -56,7 +56,7 @@ def test_bad_size_is_a_bad_request(client):
 
 def test_unknown_model_is_not_found(client):
     with pytest.raises(openai.NotFoundError) as err:
-        client.images.generate(model="dall-e-9", prompt="x")
+        client.images.generate(model="no-such-model", prompt="x")
     assert err.value.code == "model_not_found"
 
 
@@ -65,3 +65,12 @@ def test_models(client):
     assert {"z-image-turbo", "sdxl", MODEL} <= set(ids)
     model = client.models.retrieve("sdxl")
     assert model.id == "sdxl" and model.owned_by == "comfyui"
+
+
+def test_openai_model_names_make_images(client):
+    # What Open WebUI and LibreChat send unasked: each runs the bridge's default model.
+    for name in ["dall-e-3", "gpt-image-1"]:
+        result = client.images.generate(model=name, prompt="a lighthouse", size="512x512")
+        assert result.data[0].b64_json
+    listed = {m.id: m for m in client.models.list()}
+    assert listed["dall-e-3"].model_extra["alias_of"] == "z-image-turbo"

@@ -59,6 +59,10 @@ pub struct Model {
     /// Why it cannot run, one line per server (missing node types, model files, …).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<String>,
+    /// Set on another name for a model (`MODEL_ALIASES`, or an OpenAI model name): the model
+    /// it means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias_of: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -6,7 +6,8 @@ use crate::api::models::ModelList;
 
 /// The bridge's models, filled in by the browser once the page is live (effects never run on
 /// the server, so server rendering never waits on it) and again when the API key changes.
-/// Unset while loading.
+/// Unset while loading. Other names of a model (aliases) are left out: the forms offer each
+/// model once, by its own name.
 pub(super) fn model_list() -> ArcRwSignal<Option<Result<ModelList, String>>> {
     let models = ArcRwSignal::new(None);
     let key = super::connection::use_connection().api_key;
@@ -14,7 +15,13 @@ pub(super) fn model_list() -> ArcRwSignal<Option<Result<ModelList, String>>> {
         let models = models.clone();
         move |_| {
             let (models, key) = (models.clone(), key.get());
-            leptos::task::spawn_local(async move { models.set(Some(fetch_models(&key).await)) });
+            leptos::task::spawn_local(async move {
+                let list = fetch_models(&key).await.map(|mut list| {
+                    list.data.retain(|m| m.alias_of.is_none());
+                    list
+                });
+                models.set(Some(list))
+            });
         }
     });
     models

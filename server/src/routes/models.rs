@@ -13,7 +13,17 @@ use crate::{
 
 pub async fn list(State(models): State<Models>, State(jobs): State<Jobs>) -> Json<ModelList> {
     let set = models.set();
-    let data = join_all(set.iter().map(|t| describe(t, &jobs))).await;
+    let mut data = join_all(set.iter().map(|t| describe(t, &jobs))).await;
+    // Other names follow the models, each described as the model it means.
+    for alias in models.aliases() {
+        if let Some(model) = data.iter().find(|m| m.id == alias.model) {
+            data.push(Model {
+                id: alias.name,
+                alias_of: Some(alias.model),
+                ..model.clone()
+            });
+        }
+    }
     Json(ModelList {
         object: "list".into(),
         data,
@@ -27,12 +37,23 @@ pub async fn retrieve(
     State(jobs): State<Jobs>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Model>, ApiError> {
-    let template = models
-        .set()
-        .get(&id)
-        .cloned()
+    let set = models.set();
+    if let Some(template) = set.get(&id) {
+        return Ok(Json(describe(template, &jobs).await));
+    }
+    let alias = models
+        .aliases()
+        .into_iter()
+        .find(|a| a.name == id)
         .ok_or(ApiError::ModelNotFound(id))?;
-    Ok(Json(describe(&template, &jobs).await))
+    let template = set
+        .get(&alias.model)
+        .ok_or_else(|| ApiError::ModelNotFound(alias.name.clone()))?;
+    Ok(Json(Model {
+        id: alias.name,
+        alias_of: Some(alias.model),
+        ..describe(template, &jobs).await
+    }))
 }
 
 async fn describe(t: &Template, jobs: &Jobs) -> Model {
@@ -53,5 +74,6 @@ async fn describe(t: &Template, jobs: &Jobs) -> Model {
             Availability::Unavailable(_) => ModelStatus::Unavailable,
         }),
         problems: availability.reasons(),
+        alias_of: None,
     }
 }
