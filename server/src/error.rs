@@ -113,7 +113,11 @@ pub enum ApiError {
     /// The bridge cannot serve right now (no ComfyUI answers, or no workflows are loaded).
     #[error("{1}")]
     Unavailable(ErrorCode, String),
-    #[error("The workflows were not reloaded; the previous set stays in use. {}", .0.join(" | "))]
+    #[error(
+        "Some workflows were refused; the others are loaded, and a refused file's model keeps \
+         its last good version. {}",
+        .0.join(" | ")
+    )]
     InvalidWorkflows(Vec<String>),
     #[error(
         "The request body arrived too slowly: after {after_secs} s it must average at least \
@@ -124,7 +128,7 @@ pub enum ApiError {
     TooManyConnections,
     /// No ComfyUI server can run the model's workflow. `server_side` when another server (or
     /// this one with other nodes or files) could; otherwise the workflow itself is wrong.
-    #[error("Model '{model}' cannot run on any ComfyUI server: {}.", .reasons.join(" | "))]
+    #[error("Model '{model}' cannot run: {}.", .reasons.join(" | "))]
     ModelUnavailable {
         model: String,
         reasons: Vec<String>,

@@ -101,6 +101,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .await
             .context("loading the workflows")?
     };
+    models.watch(shutdown.clone());
     let images = ImageStore::open(
         &config.data_dir,
         config.image_retention(),

@@ -4,13 +4,23 @@
 use std::{
     path::PathBuf,
     sync::{Arc, RwLock},
+    time::Duration,
 };
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::{
     config::Config,
     error::ApiError,
     templates::{ModelKind, Template, TemplateSet},
 };
+
+/// Files whose change means the models may have changed.
+const WORKFLOW_EXTENSIONS: [&str; 2] = ["json", "toml"];
+
+/// How long the workflows directory must be quiet before a change is applied.
+const QUIET: Duration = Duration::from_millis(300);
 
 /// The model used when a generation names none and `DEFAULT_MODEL` is unset.
 const PREFERRED_DEFAULT: &str = "z-image-turbo";
@@ -57,15 +67,17 @@ pub struct Alias {
     pub model: String,
 }
 
-/// The last good set of workflows, and what went wrong with the newest attempt to load them.
+/// The workflows in use, and what went wrong with the newest attempt to load them.
 struct Loaded {
     set: Arc<TemplateSet>,
     errors: Vec<String>,
+    /// Files refused by the newest load, by model id, with why.
+    broken: Vec<(String, String)>,
 }
 
 impl Models {
-    /// Loads the workflows `config` names. A failed load leaves no models and keeps the
-    /// errors for `/health`; the bridge still starts, so `/reload` can fix it.
+    /// Loads the workflows `config` names. Files that do not load are refused alone, with
+    /// their errors kept for `/health` and `/v1/models`; the bridge starts with the others.
     pub fn load(config: &Config) -> Models {
         let inner = Inner {
             workflows_dir: config.workflows_dir.clone(),
@@ -90,6 +102,7 @@ impl Models {
             current: RwLock::new(Loaded {
                 set: Arc::default(),
                 errors: Vec::new(),
+                broken: Vec::new(),
             }),
         };
         let models = Models(Arc::new(inner));
@@ -126,34 +139,125 @@ impl Models {
             .clone()
     }
 
-    /// Reads the workflows again. The new set replaces the old one only if every file is
-    /// valid; otherwise the last good set keeps serving and the errors are kept for `/health`.
-    /// Reads files: call it off the async runtime.
+    /// Reads the workflows again, each file on its own: a file that loads replaces its model,
+    /// one that does not is refused alone (its model, if it had one, keeps its last good
+    /// version while the file is still there), and a removed file's model goes. The new set
+    /// replaces the old one at once. Returns the set and the refusals, which `/health` and
+    /// `/v1/models` show until a reload without them. Reads files: call it off the async
+    /// runtime.
     pub fn reload(&self) -> Result<Arc<TemplateSet>, Vec<String>> {
-        let loaded = TemplateSet::load(&self.0.workflows_dir, &self.0.extra_files)
-            .map_err(|errors| errors.iter().map(ToString::to_string).collect::<Vec<_>>());
+        let (fresh, errors) = TemplateSet::load_each(&self.0.workflows_dir, &self.0.extra_files);
         let mut current = self.0.current.write().unwrap_or_else(|p| p.into_inner());
-        match loaded {
-            Ok(set) => {
-                // An alias of a model that is not loaded is left out; saying so beats a 404
-                // nobody can explain.
-                current.errors = self
-                    .0
-                    .aliases
-                    .iter()
-                    .filter(|(_, model)| set.get(model).is_none())
-                    .map(|(alias, model)| {
-                        format!("MODEL_ALIASES: `{alias}` names `{model}`, which is not loaded")
-                    })
-                    .collect();
-                current.set = Arc::new(set);
-                Ok(current.set.clone())
+        let mut set = fresh;
+        let mut broken = Vec::new();
+        for error in &errors {
+            let id = error
+                .file
+                .file_stem()
+                .map(|s| s.to_string_lossy().to_string())
+                .unwrap_or_default();
+            match current.set.get(&id) {
+                Some(last) if set.get(&id).is_none() && last.file.is_file() => {
+                    set = set.with(last.clone());
+                }
+                _ => {}
             }
-            Err(errors) => {
-                current.errors = errors.clone();
-                Err(errors)
-            }
+            broken.push((id, error.to_string()));
         }
+        // An alias of a model that is not loaded is left out; saying so beats a 404 nobody
+        // can explain.
+        let dangling = self
+            .0
+            .aliases
+            .iter()
+            .filter(|(_, model)| set.get(model).is_none())
+            .map(|(alias, model)| {
+                format!("MODEL_ALIASES: `{alias}` names `{model}`, which is not loaded")
+            });
+        current.errors = errors
+            .iter()
+            .map(ToString::to_string)
+            .chain(dangling)
+            .collect();
+        current.broken = broken;
+        current.set = Arc::new(set);
+        if errors.is_empty() {
+            Ok(current.set.clone())
+        } else {
+            Err(errors.iter().map(ToString::to_string).collect())
+        }
+    }
+
+    /// Reloads whenever a workflow file is added, changed or removed, until `shutdown`. A
+    /// burst of writes (an editor saving, a copy of many files) is one reload, once the
+    /// directory has been quiet for a moment.
+    pub fn watch(&self, shutdown: CancellationToken) {
+        let (tx, mut changed) = mpsc::unbounded_channel();
+        let watched = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+            let relevant = event.is_ok_and(|e| {
+                !e.kind.is_access()
+                    && e.paths.iter().any(|p| {
+                        p.extension()
+                            .is_some_and(|x| WORKFLOW_EXTENSIONS.iter().any(|w| x == *w))
+                    })
+            });
+            if relevant {
+                let _ = tx.send(());
+            }
+        })
+        .and_then(|mut watcher| {
+            use notify::Watcher;
+            watcher.watch(&self.0.workflows_dir, notify::RecursiveMode::NonRecursive)?;
+            for file in &self.0.extra_files {
+                if let Some(dir) = file.parent() {
+                    watcher.watch(dir, notify::RecursiveMode::NonRecursive)?;
+                }
+            }
+            Ok(watcher)
+        });
+        let watcher = match watched {
+            Ok(watcher) => watcher,
+            Err(e) => {
+                tracing::warn!(
+                    dir = %self.0.workflows_dir.display(), error = %e,
+                    "cannot watch the workflows; changes need POST /reload"
+                );
+                return;
+            }
+        };
+        let models = self.clone();
+        tokio::spawn(async move {
+            let _watcher = watcher;
+            loop {
+                tokio::select! {
+                    change = changed.recv() => if change.is_none() { return },
+                    () = shutdown.cancelled() => return,
+                }
+                while let Ok(Some(())) = tokio::time::timeout(QUIET, changed.recv()).await {}
+                let reloading = models.clone();
+                match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                    Ok(Ok(set)) => {
+                        tracing::info!(models = set.len(), "workflows changed and reloaded")
+                    }
+                    Ok(Err(errors)) => {
+                        for e in errors {
+                            tracing::error!("workflow error: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "the workflow reload failed"),
+                }
+            }
+        });
+    }
+
+    /// Workflow files that did not load, by the model id their file name gives, with why.
+    pub fn broken(&self) -> Vec<(String, String)> {
+        self.0
+            .current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .broken
+            .clone()
     }
 
     /// The model a request gets: the one it names, else the default for its purpose. A
@@ -172,6 +276,13 @@ impl Models {
                 .or_else(|| self.alias(id).and_then(|m| set.get(m)))
             {
                 return Ok(t.clone());
+            }
+            if let Some((_, why)) = self.broken().into_iter().find(|(b, _)| b == id) {
+                return Err(ApiError::ModelUnavailable {
+                    model: id.to_string(),
+                    reasons: vec![why],
+                    server_side: false,
+                });
             }
             if !(self.0.openai_names && is_openai_image_model(id)) {
                 return Err(ApiError::ModelNotFound(id.to_string()));

@@ -106,9 +106,16 @@ async fn reload_keeps_the_last_good_set_on_error() {
         .as_array()
         .unwrap()
         .iter()
-        .filter(|m| m.get("alias_of").is_none())
+        .filter(|m| m.get("alias_of").is_none() && m["status"] == "ready")
         .count();
     assert_eq!(own, 1);
+    let refused = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "ui-format")
+        .expect("the refused file is listed");
+    assert_eq!(refused["status"], "unavailable");
     let (status, health) = h.get("/health").await;
     assert_eq!(status, 200);
     assert!(

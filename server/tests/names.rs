@@ -6,14 +6,6 @@ mod common;
 use common::*;
 use serde_json::{Value, json};
 
-fn listed<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
-    list["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|m| m["id"] == id)
-}
-
 #[tokio::test]
 async fn openai_names_and_aliases_each_make_an_image() {
     let h = start_with(|c| c.model_aliases = vec!["house-style=weightfree-txt2img".into()]).await;

@@ -8,12 +8,32 @@ use crate::{
     jobs::Jobs,
     models::Models,
     routing::{self, Availability},
-    templates::Template,
+    templates::{self, Template},
 };
 
 pub async fn list(State(models): State<Models>, State(jobs): State<Jobs>) -> Json<ModelList> {
     let set = models.set();
     let mut data = join_all(set.iter().map(|t| describe(t, &jobs))).await;
+    // A refused file: beside its model's last good version, or listed alone as unavailable.
+    for (id, why) in models.broken() {
+        match data.iter_mut().find(|m| m.id == id) {
+            Some(model) => model.problems.push(why),
+            None => data.push(Model {
+                created: templates::created_time(&id),
+                id,
+                object: "model".into(),
+                owned_by: "comfyui".into(),
+                kind: None,
+                description: None,
+                sizes: Vec::new(),
+                default_size: None,
+                max_images: None,
+                status: Some(ModelStatus::Unavailable),
+                problems: vec![why],
+                alias_of: None,
+            }),
+        }
+    }
     // Other names follow the models, each described as the model it means.
     for alias in models.aliases() {
         if let Some(model) = data.iter().find(|m| m.id == alias.model) {

@@ -325,6 +325,17 @@ impl TemplateSet {
     ///
     /// A missing `dir` is an error unless `extra` names at least one file.
     pub fn load(dir: &Path, extra: &[PathBuf]) -> Result<TemplateSet, Vec<TemplateError>> {
+        let (set, errors) = TemplateSet::load_each(dir, extra);
+        if errors.is_empty() {
+            Ok(set)
+        } else {
+            Err(errors)
+        }
+    }
+
+    /// As [`TemplateSet::load`], each file on its own: the workflows that load, and the errors
+    /// of those that do not.
+    pub fn load_each(dir: &Path, extra: &[PathBuf]) -> (TemplateSet, Vec<TemplateError>) {
         let mut errors = Vec::new();
         let mut pairs = match list_dir(dir) {
             Ok((pairs, mut orphans)) => {
@@ -369,11 +380,15 @@ impl TemplateSet {
                 Err(mut e) => errors.append(&mut e),
             }
         }
-        if errors.is_empty() {
-            Ok(TemplateSet { templates })
-        } else {
-            Err(errors)
-        }
+        (TemplateSet { templates }, errors)
+    }
+
+    /// This set, plus `template` unless the set has a model of that id already.
+    pub fn with(mut self, template: Arc<Template>) -> TemplateSet {
+        self.templates
+            .entry(template.id.clone())
+            .or_insert(template);
+        self
     }
 
     pub fn get(&self, id: &str) -> Option<&Arc<Template>> {
@@ -496,7 +511,7 @@ fn load_template(json: &Path, toml: Option<&Path>) -> Result<Template, Vec<Templ
 }
 
 /// FNV-1a: unlike `DefaultHasher`, its output is fixed forever, so `created` never changes.
-fn created_time(id: &str) -> u64 {
+pub fn created_time(id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in id.bytes() {
         h ^= u64::from(b);

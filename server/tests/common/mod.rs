@@ -179,6 +179,15 @@ pub async fn read(res: reqwest::Response) -> (u16, Value) {
     (status, body)
 }
 
+/// The entry for `id` in a `/v1/models` list.
+pub fn listed<'a>(list: &'a Value, id: &str) -> Option<&'a Value> {
+    list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == id)
+}
+
 pub fn assert_envelope(body: &Value) {
     let err = &body["error"];
     assert!(
