@@ -987,5 +987,171 @@ fn unescape(text: &str) -> String {
     out
 }
 
+const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// The workflow a PNG or WebP image made by ComfyUI carries: its API-format `prompt` when it
+/// has one, else its UI-format `workflow` (which `to_api` converts). PNGs carry them in text
+/// chunks, WebPs from ComfyUI's SaveAnimatedWEBP as `prompt:`/`workflow:` EXIF strings.
+pub fn workflow_from_png(bytes: &[u8]) -> Option<Value> {
+    let texts = if bytes.starts_with(PNG_SIGNATURE) {
+        png_texts(bytes)
+    } else if bytes.get(..4) == Some(b"RIFF") && bytes.get(8..12) == Some(b"WEBP") {
+        webp_texts(bytes)
+    } else {
+        return None;
+    };
+    let parsed = |key: &str| {
+        texts
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(key))
+            .find_map(|(_, text)| serde_json::from_str::<Value>(text).ok())
+            .filter(Value::is_object)
+    };
+    parsed("prompt").or_else(|| parsed("workflow").filter(is_ui_format))
+}
+
+fn be_u32(b: &[u8], at: usize) -> Option<usize> {
+    let b: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
+    usize::try_from(u32::from_be_bytes(b)).ok()
+}
+
+/// A PNG's text chunks as (keyword, text). Compressed ones are skipped: ComfyUI writes none.
+fn png_texts(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut texts = Vec::new();
+    let mut at = PNG_SIGNATURE.len();
+    while let Some(len) = be_u32(bytes, at) {
+        let Some(kind) = bytes.get(at + 4..at + 8) else {
+            break;
+        };
+        let Some(data) = bytes.get(at + 8..(at + 8).saturating_add(len)) else {
+            break;
+        };
+        match kind {
+            // ComfyUI's `comf` chunk is a tEXt under another name.
+            b"tEXt" | b"comf" => {
+                if let Some((key, text)) = split_nul(data) {
+                    texts.push((latin1(key), utf8_or_latin1(text)));
+                }
+            }
+            b"iTXt" => {
+                if let Some(entry) = itxt(data) {
+                    texts.push(entry);
+                }
+            }
+            b"IEND" => break,
+            _ => {}
+        }
+        at += 12 + len;
+    }
+    texts
+}
+
+fn split_nul(data: &[u8]) -> Option<(&[u8], &[u8])> {
+    let nul = data.iter().position(|&b| b == 0)?;
+    Some((&data[..nul], &data[nul + 1..]))
+}
+
+/// An uncompressed iTXt chunk: keyword, flags, language and translated keyword, then UTF-8.
+fn itxt(data: &[u8]) -> Option<(String, String)> {
+    let (key, rest) = split_nul(data)?;
+    let (&compressed, rest) = rest.split_first()?;
+    if compressed != 0 {
+        return None;
+    }
+    let (_, rest) = split_nul(rest.get(1..)?)?;
+    let (_, text) = split_nul(rest)?;
+    Some((latin1(key), String::from_utf8(text.to_vec()).ok()?))
+}
+
+fn latin1(b: &[u8]) -> String {
+    b.iter().map(|&c| char::from(c)).collect()
+}
+
+/// tEXt is Latin-1 by the PNG standard (what Pillow writes), though some tools put UTF-8 there.
+fn utf8_or_latin1(b: &[u8]) -> String {
+    String::from_utf8(b.to_vec()).unwrap_or_else(|_| latin1(b))
+}
+
+/// The `key:value` strings of a WebP's EXIF chunk, split at the first colon.
+fn webp_texts(bytes: &[u8]) -> Vec<(String, String)> {
+    let mut at = 12;
+    while let Some(kind) = bytes.get(at..at + 4) {
+        let Some(len) = bytes
+            .get(at + 4..at + 8)
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .and_then(|b| usize::try_from(u32::from_le_bytes(b)).ok())
+        else {
+            break;
+        };
+        let Some(data) = bytes.get(at + 8..(at + 8).saturating_add(len)) else {
+            break;
+        };
+        if kind == b"EXIF" {
+            let tiff = data.strip_prefix(b"Exif\0\0").unwrap_or(data);
+            return exif_strings(tiff)
+                .into_iter()
+                .filter_map(|s| {
+                    let (k, v) = s.split_once(':')?;
+                    Some((k.to_owned(), v.to_owned()))
+                })
+                .collect();
+        }
+        // RIFF chunks are padded to an even length.
+        at += 8 + len + (len & 1);
+    }
+    Vec::new()
+}
+
+/// The ASCII values of a TIFF structure's first IFD, where ComfyUI puts its strings.
+fn exif_strings(tiff: &[u8]) -> Vec<String> {
+    let little = match tiff.get(..2) {
+        Some(b"II") => true,
+        Some(b"MM") => false,
+        _ => return Vec::new(),
+    };
+    let u16_at = |at: usize| {
+        let b: [u8; 2] = tiff.get(at..at + 2)?.try_into().ok()?;
+        Some(usize::from(if little {
+            u16::from_le_bytes(b)
+        } else {
+            u16::from_be_bytes(b)
+        }))
+    };
+    let u32_at = |at: usize| {
+        let b: [u8; 4] = tiff.get(at..at + 4)?.try_into().ok()?;
+        usize::try_from(if little {
+            u32::from_le_bytes(b)
+        } else {
+            u32::from_be_bytes(b)
+        })
+        .ok()
+    };
+    let Some(ifd) = u32_at(4) else {
+        return Vec::new();
+    };
+    let count = u16_at(ifd).unwrap_or(0);
+    let mut strings = Vec::new();
+    for entry in (0..count).map(|i| ifd + 2 + i * 12) {
+        const ASCII: usize = 2;
+        let (Some(ASCII), Some(len)) = (u16_at(entry + 2), u32_at(entry + 4)) else {
+            continue;
+        };
+        // Values of four bytes or fewer sit in the entry itself.
+        let start = if len <= 4 {
+            Some(entry + 8)
+        } else {
+            u32_at(entry + 8)
+        };
+        let Some(raw) = start.and_then(|s| tiff.get(s..s.saturating_add(len))) else {
+            continue;
+        };
+        let raw = raw.strip_suffix(b"\0").unwrap_or(raw);
+        if let Ok(s) = std::str::from_utf8(raw) {
+            strings.push(s.to_owned());
+        }
+    }
+    strings
+}
+
 #[cfg(test)]
 mod tests;

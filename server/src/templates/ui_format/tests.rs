@@ -713,6 +713,161 @@ fn filename_prefix_replacements_the_frontend_makes_are_refused() {
     assert_eq!(percent_patterns("%%a%b%c%"), ["a", "c"]);
 }
 
+// ------------------------------------------------------------ images
+
+fn crc32(data: &[u8]) -> u32 {
+    let mut crc = !0u32;
+    for &b in data {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+fn chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut c = u32::try_from(data.len())
+        .expect("len")
+        .to_be_bytes()
+        .to_vec();
+    let mut body = kind.to_vec();
+    body.extend_from_slice(data);
+    c.extend_from_slice(&body);
+    c.extend_from_slice(&crc32(&body).to_be_bytes());
+    c
+}
+
+fn tiny_png() -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbImage::new(1, 1)
+        .write_to(&mut out, image::ImageFormat::Png)
+        .expect("encode png");
+    out.into_inner()
+}
+
+/// A real PNG with `chunks` after its header, as Pillow puts ComfyUI's text chunks.
+fn png_with(chunks: &[Vec<u8>]) -> Vec<u8> {
+    let png = tiny_png();
+    let header_end = 8 + 8 + 13 + 4;
+    let mut out = png[..header_end].to_vec();
+    for c in chunks {
+        out.extend_from_slice(c);
+    }
+    out.extend_from_slice(&png[header_end..]);
+    image::load_from_memory(&out).expect("still a valid PNG");
+    out
+}
+
+fn text(key: &str, value: &str) -> Vec<u8> {
+    let mut data = key.as_bytes().to_vec();
+    data.push(0);
+    data.extend_from_slice(value.as_bytes());
+    chunk(b"tEXt", &data)
+}
+
+fn itext(key: &str, value: &str) -> Vec<u8> {
+    let mut data = key.as_bytes().to_vec();
+    data.extend_from_slice(&[0, 0, 0, 0, 0]);
+    data.extend_from_slice(value.as_bytes());
+    chunk(b"iTXt", &data)
+}
+
+#[test]
+fn a_comfyui_png_gives_its_prompt_else_its_workflow() {
+    let prompt = shipped("sdxl").to_string();
+    let workflow = fixture("sdxl").to_string();
+    let png = png_with(&[text("prompt", &prompt), text("workflow", &workflow)]);
+    assert_eq!(workflow_from_png(&png), Some(shipped("sdxl")));
+
+    let png = png_with(&[text("workflow", &workflow)]);
+    let got = workflow_from_png(&png).expect("workflow");
+    assert!(is_ui_format(&got));
+    assert_converts_to("png", &convert(&got), &shipped("sdxl"));
+
+    // Pillow writes text Latin-1 can't hold as iTXt.
+    let mut api = shipped("sdxl");
+    api["6"]["inputs"]["text"] = json!("灯台 🌅");
+    let png = png_with(&[itext("prompt", &api.to_string())]);
+    assert_eq!(workflow_from_png(&png), Some(api));
+
+    let png = png_with(&[text("parameters", "a cat, Steps: 20")]);
+    assert_eq!(workflow_from_png(&png), None);
+    assert_eq!(workflow_from_png(b"not an image"), None);
+    let mut cut = png_with(&[text("prompt", &prompt)]);
+    cut.truncate(60);
+    assert_eq!(workflow_from_png(&cut), None);
+}
+
+/// A TIFF block with `strings` as ASCII entries of its first IFD, like Pillow's EXIF.
+fn exif(strings: &[(u16, &str)]) -> Vec<u8> {
+    let mut out = b"Exif\0\0II*\0".to_vec();
+    out.extend_from_slice(&8u32.to_le_bytes());
+    let count = u16::try_from(strings.len()).expect("count");
+    out.extend_from_slice(&count.to_le_bytes());
+    let mut data_at = 8 + 2 + 12 * strings.len() + 4;
+    let mut data = Vec::new();
+    for (tag, s) in strings {
+        let len = s.len() + 1;
+        out.extend_from_slice(&tag.to_le_bytes());
+        out.extend_from_slice(&2u16.to_le_bytes());
+        out.extend_from_slice(&u32::try_from(len).expect("len").to_le_bytes());
+        out.extend_from_slice(&u32::try_from(data_at).expect("offset").to_le_bytes());
+        data.extend_from_slice(s.as_bytes());
+        data.push(0);
+        data_at += len;
+    }
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&data);
+    out
+}
+
+fn riff_chunk(kind: &[u8; 4], data: &[u8]) -> Vec<u8> {
+    let mut c = kind.to_vec();
+    c.extend_from_slice(&u32::try_from(data.len()).expect("len").to_le_bytes());
+    c.extend_from_slice(data);
+    if data.len() % 2 == 1 {
+        c.push(0);
+    }
+    c
+}
+
+/// A real extended WebP (VP8X) with an EXIF chunk, as SaveAnimatedWEBP writes.
+fn webp_with(exif_block: &[u8]) -> Vec<u8> {
+    let mut out = std::io::Cursor::new(Vec::new());
+    image::RgbaImage::new(1, 1)
+        .write_to(&mut out, image::ImageFormat::WebP)
+        .expect("encode webp");
+    let simple = out.into_inner();
+    let mut vp8x = vec![0x08, 0, 0, 0];
+    vp8x.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut body = b"WEBP".to_vec();
+    body.extend(riff_chunk(b"VP8X", &vp8x));
+    body.extend_from_slice(&simple[12..]);
+    body.extend(riff_chunk(b"EXIF", exif_block));
+    let mut file = b"RIFF".to_vec();
+    file.extend_from_slice(&u32::try_from(body.len()).expect("len").to_le_bytes());
+    file.extend(body);
+    image::load_from_memory(&file).expect("still a valid WebP");
+    file
+}
+
+#[test]
+fn a_comfyui_webp_gives_its_prompt_else_its_workflow() {
+    let prompt = format!("prompt:{}", shipped("sdxl"));
+    let workflow = format!("workflow:{}", fixture("sdxl"));
+    let webp = webp_with(&exif(&[(0x010f, &workflow), (0x0110, &prompt)]));
+    assert_eq!(workflow_from_png(&webp), Some(shipped("sdxl")));
+    let webp = webp_with(&exif(&[(0x010f, &format!("Workflow:{}", fixture("sdxl")))]));
+    assert_eq!(workflow_from_png(&webp), Some(fixture("sdxl")));
+    let webp = webp_with(&exif(&[(0x010f, "Make")]));
+    assert_eq!(workflow_from_png(&webp), None);
+}
+
 #[test]
 fn hostile_input_does_not_panic() {
     let graphs = [
@@ -738,4 +893,16 @@ fn hostile_input_does_not_panic() {
     for g in graphs {
         let _ = to_api(&g, &info());
     }
+    let png = png_with(&[text("prompt", "{not json")]);
+    for cut in 0..png.len() {
+        let _ = workflow_from_png(&png[..cut]);
+    }
+    let webp = webp_with(&exif(&[(0x0110, "prompt:{}")]));
+    for cut in 0..webp.len() {
+        let _ = workflow_from_png(&webp[..cut]);
+    }
+    let mut bad = webp_with(&exif(&[(0x0110, "prompt:{}")]));
+    let at = bad.windows(4).position(|w| w == b"EXIF").expect("EXIF") + 8 + 6 + 4;
+    bad[at..at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+    assert_eq!(workflow_from_png(&bad), None);
 }
