@@ -17,6 +17,15 @@ pub struct NodeSchema {
     pub inputs: HashMap<String, InputSpec>,
     /// Inputs without which the node does not run.
     pub required: Vec<String>,
+    /// Every input, the required ones first, in the server's `input_order`; `None` when the
+    /// server sends none (older ComfyUI), as the parsed JSON does not keep its key order.
+    /// ComfyUI's frontend lays out a node's widgets in this order.
+    pub order: Option<Vec<String>>,
+    /// Each input's spec as sent (`["INT", {"min": 0, …}]`): the options `InputSpec` drops
+    /// (`control_after_generate`, `forceInput`, `image_upload`, …) decide a node's widgets.
+    pub specs: HashMap<String, Value>,
+    /// The name ComfyUI's menus show (`display_name`), a node's title unless it was renamed.
+    pub display_name: Option<String>,
 }
 
 /// What an input accepts.
@@ -49,17 +58,39 @@ impl ObjectInfo {
             .iter()
             .map(|(name, info)| {
                 let mut schema = NodeSchema::default();
+                let mut order = Vec::new();
                 for section in ["required", "optional"] {
                     let Some(inputs) = info["input"][section].as_object() else {
                         continue;
                     };
                     for (input, spec) in inputs {
                         schema.inputs.insert(input.clone(), InputSpec::parse(spec));
+                        schema.specs.insert(input.clone(), spec.clone());
                         if section == "required" {
                             schema.required.push(input.clone());
                         }
                     }
+                    let listed = info["input_order"][section].as_array();
+                    let listed: Vec<&str> = listed
+                        .into_iter()
+                        .flatten()
+                        .filter_map(Value::as_str)
+                        .filter(|n| inputs.contains_key(*n))
+                        .collect();
+                    order.extend(listed.iter().map(|n| n.to_string()));
+                    // The frontend puts inputs missing from `input_order` last; their JSON key
+                    // order is lost here, so name order stands in for it.
+                    order.extend(
+                        inputs
+                            .keys()
+                            .filter(|n| !listed.contains(&n.as_str()))
+                            .cloned(),
+                    );
                 }
+                if info["input_order"].is_object() {
+                    schema.order = Some(order);
+                }
+                schema.display_name = info["display_name"].as_str().map(str::to_owned);
                 (name.clone(), schema)
             })
             .collect();
@@ -150,6 +181,26 @@ mod tests {
         assert_eq!(sampler.required.len(), 4);
         assert!(info.class("Odd").unwrap().inputs.is_empty());
         assert!(info.class("Missing").is_none());
+    }
+
+    #[test]
+    fn keeps_input_order_display_name_and_raw_specs() {
+        let info = ObjectInfo::parse(&json!({
+            "CLIPLoader": {
+                "input": {"required": {"type": [["sd3", "lumina2"]], "clip_name": [[]]},
+                          "optional": {"device": [["default", "cpu"], {"advanced": true}]}},
+                "input_order": {"required": ["clip_name", "type"], "optional": ["device"]},
+                "display_name": "Load CLIP"},
+            "Old": {"input": {"required": {"b": ["INT"], "a": ["INT"]}}, "display_name": null}
+        }));
+        let clip = info.class("CLIPLoader").unwrap();
+        let order: Vec<&str> = clip.order.iter().flatten().map(String::as_str).collect();
+        assert_eq!(order, ["clip_name", "type", "device"]);
+        assert_eq!(clip.display_name.as_deref(), Some("Load CLIP"));
+        assert_eq!(clip.specs["device"][1]["advanced"], json!(true));
+        let old = info.class("Old").unwrap();
+        assert_eq!(old.order, None);
+        assert_eq!(old.display_name, None);
     }
 
     #[test]

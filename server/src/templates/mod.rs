@@ -9,6 +9,7 @@ mod check;
 mod detect;
 mod render;
 mod sidecar;
+mod ui_format;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -19,6 +20,7 @@ use serde_json::Value;
 
 pub use check::Problem;
 pub use sidecar::Overrides;
+pub use ui_format::{ConvertError, UiNodeRef, is_ui_format, to_api, workflow_from_png};
 
 /// Workflow files bigger than this are refused rather than read into memory.
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
