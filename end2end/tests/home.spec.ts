@@ -103,12 +103,11 @@ test("cancel stops the job in ComfyUI", async ({ page, request }) => {
 test("errors are shown in the envelope's words", async ({ page }) => {
   await page.goto("/");
   await chooseModel(page, "weightfree-txt2img");
-  // This workflow has no negative prompt; the server says so, and the page shows its words.
-  await page.locator("input[name=negative_prompt]").fill("blurry");
-  await page.locator("textarea[name=prompt]").fill("x");
+  // The server refuses an over-long prompt, and the page shows its words.
+  await page.locator("textarea[name=prompt]").fill("x".repeat(32_001));
   await page.getByRole("button", { name: "Generate" }).click();
   await expect(page.getByRole("alert")).toContainText(
-    "Model 'weightfree-txt2img' does not take 'negative_prompt'",
+    "'prompt' is too long: 32001 characters, at most 32000.",
   );
 });
 
@@ -129,4 +128,79 @@ test("the connection panel shows each server and its queue, kept fresh", async (
   await expect(panel.locator(".servers li")).toContainText("1 in queue");
   await page.getByRole("button", { name: "Cancel" }).click();
   await expect(panel.locator("summary")).toHaveText("ComfyUI ok · queue 0", { timeout: 12_000 });
+});
+
+test("the form offers only the fields the chosen model takes", async ({ page }) => {
+  await page.goto("/");
+  const negative = page.locator("input[name=negative_prompt]");
+  await chooseModel(page, "sdxl");
+  await page.locator("summary", { hasText: "Advanced" }).click();
+  await expect(negative).toBeVisible();
+  await expect(page.locator("input[name=steps]")).toHaveAttribute("placeholder", "model default (25)");
+  const sampler = page.locator("select[name=sampler]");
+  await expect(sampler.locator("option").first()).toHaveText("model default (euler)");
+  await sampler.selectOption("dpmpp_2m");
+
+  // Z-Image-Turbo has no negative prompt; the weight-free model takes no sampler settings.
+  await chooseModel(page, "z-image-turbo");
+  await expect(negative).toHaveCount(0);
+  await expect(page.locator("input[name=steps]")).toHaveAttribute("placeholder", "model default (9)");
+  await chooseModel(page, "weightfree-txt2img");
+  await expect(page.locator("input[name=steps]")).toHaveCount(0);
+  await expect(sampler).toHaveCount(0);
+  await expect(page.getByText("This model takes no other settings.")).toBeVisible();
+
+  // What another model's fields hold is not sent to this one: the request succeeds.
+  await page.locator("select[name=size]").selectOption("64x64");
+  await page.locator("textarea[name=prompt]").fill("a plain square");
+  await page.getByRole("button", { name: "Generate" }).click();
+  await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
+});
+
+test("an image's settings come back into the form when it is dropped", async ({ page }) => {
+  await page.goto("/");
+  await chooseModel(page, "sdxl");
+  await page.locator("select[name=size]").selectOption("512x512");
+  await page.locator("textarea[name=prompt]").fill("a lighthouse, at dusk");
+  await page.locator("input[name=negative_prompt]").fill("fog");
+  await page.locator("input[name=seed]").fill("4242");
+  await page.locator("summary", { hasText: "Advanced" }).click();
+  await page.locator("input[name=steps]").fill("3");
+  await page.locator("select[name=sampler]").selectOption("dpmpp_2m");
+  await page.getByRole("button", { name: "Generate" }).click();
+  const img = page.locator(".results img.final");
+  await expect(img).toBeVisible({ timeout: 30_000 });
+  const src = (await img.getAttribute("src"))!;
+  const bytes = await page.evaluate(
+    async (src) => Array.from(new Uint8Array(await (await fetch(src)).arrayBuffer())),
+    src,
+  );
+
+  // A fresh form, and the image dropped onto it.
+  await page.goto("/");
+  await expect(page.locator("select[name=model] option[value=sdxl]")).toHaveCount(1);
+  const drop = async (data: number[], name: string) => {
+    const dataTransfer = await page.evaluateHandle(
+      ([data, name]) => {
+        const dt = new DataTransfer();
+        dt.items.add(new File([new Uint8Array(data as number[])], name as string, { type: "image/png" }));
+        return dt;
+      },
+      [data, name],
+    );
+    await page.locator("form.generate").dispatchEvent("drop", { dataTransfer });
+  };
+  await drop(bytes, "made.png");
+  await expect(page.locator("form .notice")).toHaveText("Settings read from made.png.");
+  await expect(page.locator("textarea[name=prompt]")).toHaveValue("a lighthouse, at dusk");
+  await expect(page.locator("input[name=negative_prompt]")).toHaveValue("fog");
+  await expect(page.locator("select[name=model]")).toHaveValue("sdxl");
+  await expect(page.locator("select[name=size]")).toHaveValue("512x512");
+  await expect(page.locator("input[name=seed]")).toHaveValue("4242");
+  await page.locator("summary", { hasText: "Advanced" }).click();
+  await expect(page.locator("input[name=steps]")).toHaveValue("3");
+  await expect(page.locator("select[name=sampler]")).toHaveValue("dpmpp_2m");
+
+  await drop([71, 73, 70, 56, 57, 97], "notes.gif");
+  await expect(page.locator("form .notice")).toContainText("notes.gif carries no settings");
 });

@@ -125,6 +125,11 @@ pub struct Config {
     /// `ui` (the web app's, and requests that send `X-Bridge-Gallery: keep`) or `off`.
     #[arg(long, env = "GALLERY", value_enum, default_value_t = GalleryMode::All)]
     pub gallery: GalleryMode,
+    /// What returned PNGs carry: `parameters` (an A1111-style `parameters` text chunk with
+    /// the prompt and settings; ComfyUI's graph chunks, which name the server's model files,
+    /// are removed), `comfyui` (both), or `none` (neither).
+    #[arg(long, env = "IMAGE_METADATA", value_enum, default_value_t = ImageMetadata::Parameters)]
+    pub image_metadata: ImageMetadata,
     /// How long images served by URL are kept, in seconds.
     #[arg(long, env = "IMAGE_RETENTION_SECS", default_value_t = 3600)]
     pub image_retention_secs: u64,
@@ -203,6 +208,13 @@ pub enum GalleryMode {
     Ui,
     #[value(alias = "false")]
     Off,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ImageMetadata {
+    Parameters,
+    Comfyui,
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

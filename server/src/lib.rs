@@ -11,6 +11,7 @@ mod extract;
 pub mod gallery;
 mod health;
 pub mod jobs;
+mod metadata;
 mod metrics;
 mod models;
 mod overview;
@@ -126,6 +127,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     });
     let pool =
         ComfyPool::connect(&urls, &shutdown).map_err(|e| anyhow::anyhow!("COMFYUI_URL: {e}"))?;
+    models.follow_schemas(&pool, shutdown.clone());
     let listen = config.listen;
     let state = AppState {
         leptos: leptos_options(&config),

@@ -11,13 +11,11 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::{
+    comfy::{ComfyPool, NodeClasses, ObjectInfo},
     config::Config,
     error::ApiError,
-    templates::{ModelKind, Template, TemplateSet},
+    templates::{ModelKind, Template, TemplateSet, WORKFLOW_EXTENSIONS},
 };
-
-/// Files whose change means the models may have changed.
-const WORKFLOW_EXTENSIONS: [&str; 2] = ["json", "toml"];
 
 /// How long the workflows directory must be quiet before a change is applied.
 const QUIET: Duration = Duration::from_millis(300);
@@ -47,6 +45,9 @@ struct Inner {
     aliases: Vec<(String, String)>,
     /// `OPENAI_MODEL_NAMES`: other OpenAI image model names mean the default model.
     openai_names: bool,
+    /// The node schemas of the servers that have answered, which UI-format workflows are
+    /// converted with.
+    schemas: RwLock<Vec<Arc<ObjectInfo>>>,
     current: RwLock<Loaded>,
 }
 
@@ -72,7 +73,18 @@ struct Loaded {
     set: Arc<TemplateSet>,
     errors: Vec<String>,
     /// Files refused by the newest load, by model id, with why.
-    broken: Vec<(String, String)>,
+    broken: Vec<Broken>,
+    /// Some file is read with the servers' node schemas, so new schemas mean a new load.
+    uses_schemas: bool,
+}
+
+/// A workflow file that did not load, under the model id its file name gives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Broken {
+    pub id: String,
+    pub why: String,
+    /// It waits for a ComfyUI server to answer, rather than being wrong.
+    pub pending: bool,
 }
 
 impl Models {
@@ -99,10 +111,12 @@ impl Models {
                 })
                 .collect(),
             openai_names: config.openai_model_names,
+            schemas: RwLock::new(Vec::new()),
             current: RwLock::new(Loaded {
                 set: Arc::default(),
                 errors: Vec::new(),
                 broken: Vec::new(),
+                uses_schemas: false,
             }),
         };
         let models = Models(Arc::new(inner));
@@ -146,7 +160,10 @@ impl Models {
     /// `/v1/models` show until a reload without them. Reads files: call it off the async
     /// runtime.
     pub fn reload(&self) -> Result<Arc<TemplateSet>, Vec<String>> {
-        let (fresh, errors) = TemplateSet::load_each(&self.0.workflows_dir, &self.0.extra_files);
+        let schemas = self.schemas();
+        let known = (!schemas.is_empty()).then_some(&schemas as &dyn NodeClasses);
+        let (fresh, errors) =
+            TemplateSet::load_each(&self.0.workflows_dir, &self.0.extra_files, known);
         let mut current = self.0.current.write().unwrap_or_else(|p| p.into_inner());
         let mut set = fresh;
         let mut broken = Vec::new();
@@ -162,7 +179,11 @@ impl Models {
                 }
                 _ => {}
             }
-            broken.push((id, error.to_string()));
+            broken.push(Broken {
+                id,
+                why: error.to_string(),
+                pending: error.pending,
+            });
         }
         // An alias of a model that is not loaded is left out; saying so beats a 404 nobody
         // can explain.
@@ -179,12 +200,18 @@ impl Models {
             .map(ToString::to_string)
             .chain(dangling)
             .collect();
+        current.uses_schemas = broken.iter().any(|b| b.pending) || set.iter().any(|t| t.converted);
         current.broken = broken;
         current.set = Arc::new(set);
-        if errors.is_empty() {
+        // A file waiting for a server is not wrong: the reload succeeded as far as it can.
+        let (waiting, refused): (Vec<_>, Vec<_>) = errors.iter().partition(|e| e.pending);
+        for e in waiting {
+            tracing::info!("{e}");
+        }
+        if refused.is_empty() {
             Ok(current.set.clone())
         } else {
-            Err(errors.iter().map(ToString::to_string).collect())
+            Err(refused.iter().map(ToString::to_string).collect())
         }
     }
 
@@ -197,8 +224,9 @@ impl Models {
             let relevant = event.is_ok_and(|e| {
                 !e.kind.is_access()
                     && e.paths.iter().any(|p| {
-                        p.extension()
-                            .is_some_and(|x| WORKFLOW_EXTENSIONS.iter().any(|w| x == *w))
+                        p.extension().is_some_and(|x| {
+                            x == "toml" || WORKFLOW_EXTENSIONS.iter().any(|w| x == *w)
+                        })
                     })
             });
             if relevant {
@@ -250,8 +278,58 @@ impl Models {
         });
     }
 
+    /// Loads again whenever a server's node schemas arrive and some workflow needs them: a
+    /// UI-format file waiting for the first server, or one converted with other schemas.
+    pub fn follow_schemas(&self, pool: &ComfyPool, shutdown: CancellationToken) {
+        let models = self.clone();
+        let pool = pool.clone();
+        let mut updates = pool.info_updates();
+        // A server may have answered before this subscribed.
+        updates.mark_changed();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    changed = updates.changed() => if changed.is_err() { return },
+                    () = shutdown.cancelled() => return,
+                }
+                *models.0.schemas.write().unwrap_or_else(|p| p.into_inner()) = pool.known_schemas();
+                let uses = models
+                    .0
+                    .current
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .uses_schemas;
+                if !uses {
+                    continue;
+                }
+                let reloading = models.clone();
+                match tokio::task::spawn_blocking(move || reloading.reload()).await {
+                    Ok(Ok(set)) => tracing::info!(
+                        models = set.len(),
+                        "workflows converted with the servers' node types"
+                    ),
+                    Ok(Err(errors)) => {
+                        for e in errors {
+                            tracing::error!("workflow error: {e}");
+                        }
+                    }
+                    Err(e) => tracing::error!(error = %e, "the workflow reload failed"),
+                }
+            }
+        });
+    }
+
+    /// The node types of the servers that have answered.
+    pub fn schemas(&self) -> Vec<Arc<ObjectInfo>> {
+        self.0
+            .schemas
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Workflow files that did not load, by the model id their file name gives, with why.
-    pub fn broken(&self) -> Vec<(String, String)> {
+    pub fn broken(&self) -> Vec<Broken> {
         self.0
             .current
             .read()
@@ -277,11 +355,11 @@ impl Models {
             {
                 return Ok(t.clone());
             }
-            if let Some((_, why)) = self.broken().into_iter().find(|(b, _)| b == id) {
+            if let Some(broken) = self.broken().into_iter().find(|b| b.id == id) {
                 return Err(ApiError::ModelUnavailable {
                     model: id.to_string(),
-                    reasons: vec![why],
-                    server_side: false,
+                    reasons: vec![broken.why],
+                    server_side: broken.pending,
                 });
             }
             if !(self.0.openai_names && is_openai_image_model(id)) {

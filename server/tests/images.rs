@@ -4,8 +4,10 @@ mod common;
 
 use std::time::Duration;
 
+use app::api::parameters::{png_text, read_png};
 use common::*;
 use serde_json::json;
+use server::config::ImageMetadata;
 
 #[tokio::test]
 async fn b64_json_returns_a_png_of_the_requested_size() {
@@ -25,17 +27,67 @@ async fn b64_json_returns_a_png_of_the_requested_size() {
     assert!(png.starts_with(b"\x89PNG"));
     assert_eq!(dimensions(&png), (64, 64));
 
-    // The values of the request are what ComfyUI ran.
-    let graph = embedded_graph(&png).expect("the graph is recorded in the PNG");
-    let text = graph.to_string();
-    assert!(text.contains("a red fox"), "prompt missing from {text}");
-    let seed = data[0]["seed"].as_u64().unwrap();
-    assert!(
-        text.contains(&seed.to_string()),
-        "seed {seed} missing from {text}"
-    );
+    // The PNG says what it was made with, as A1111-style tools read it; ComfyUI's graph, which
+    // names the server's files, is gone.
+    let made = read_png(&png).expect("parameters in the PNG");
+    assert_eq!(made.prompt, "a red fox");
+    assert_eq!(made.seed, data[0]["seed"].as_u64());
+    assert_eq!(made.size, Some("64x64".parse().unwrap()));
+    assert_eq!(made.model.as_deref(), Some(MODEL));
+    assert!(embedded_graph(&png).is_none(), "ComfyUI's graph left in");
     let submitted = h.sim.sim.submitted();
     assert_eq!(submitted.len(), 1);
+}
+
+#[tokio::test]
+async fn the_parameters_are_the_settings_the_image_was_made_with() {
+    let h = start().await;
+    let (status, body) = h
+        .generate(
+            json!({"prompt": "a red fox", "model": "sdxl", "size": "512x512",
+            "steps": 12, "sampler": "dpmpp_2m", "seed": 99, "quality": "auto"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let made = read_png(&decode_b64(&body["data"][0])).unwrap();
+    assert_eq!(
+        (made.steps, made.cfg, made.seed),
+        (Some(12), Some(7.0), Some(99))
+    );
+    assert_eq!(made.sampler.as_deref(), Some("dpmpp_2m"));
+    assert_eq!(made.scheduler.as_deref(), Some("normal"));
+    assert!(made.negative_prompt.is_some_and(|n| !n.is_empty()));
+    // The settings line is the last one, as A1111 writes it.
+    let text = png_text(&decode_b64(&body["data"][0]));
+    let parameters = &text.iter().find(|(k, _)| k == "parameters").unwrap().1;
+    assert!(
+        parameters.ends_with("Steps: 12, Sampler: dpmpp_2m, Schedule type: normal, CFG scale: 7, Seed: 99, Size: 512x512, Model: sdxl"),
+        "{parameters}"
+    );
+}
+
+#[tokio::test]
+async fn image_metadata_keeps_comfyuis_graph_or_nothing() {
+    let h = start_with(|c| c.image_metadata = ImageMetadata::Comfyui).await;
+    let (_, body) = h
+        .generate(json!({"prompt": "a red fox", "model": MODEL, "size": "64x64"}))
+        .await;
+    let png = decode_b64(&body["data"][0]);
+    let graph = embedded_graph(&png).expect("the graph is recorded in the PNG");
+    let seed = body["data"][0]["seed"].as_u64().unwrap();
+    assert!(graph.to_string().contains(&seed.to_string()), "{graph}");
+    assert!(read_png(&png).is_some_and(|p| p.seed == Some(seed)));
+
+    let h = start_with(|c| c.image_metadata = ImageMetadata::None).await;
+    let (_, body) = h
+        .generate(
+            json!({"prompt": "a red fox", "model": MODEL, "size": "64x64",
+            "response_format": "url"}),
+        )
+        .await;
+    let url = body["data"][0]["url"].as_str().unwrap();
+    let png = h.http.get(url).send().await.unwrap().bytes().await.unwrap();
+    assert!(png_text(&png).is_empty(), "{:?}", png_text(&png));
 }
 
 #[tokio::test]
@@ -182,4 +234,65 @@ async fn finished_jobs_leave_no_history_behind() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     panic!("history entries were not deleted");
+}
+
+/// Weight-free workflows that end in each kind of image output ComfyUI has.
+fn output_variants() -> std::path::PathBuf {
+    let dir = scratch_dir();
+    let base: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(shipped_workflows().join("weightfree-txt2img.json")).unwrap(),
+    )
+    .unwrap();
+    let variants = [
+        (
+            "mask-preview",
+            json!({"3": {"class_type": "ImageToMask", "inputs": {"image": ["2", 0], "channel": "red"}},
+                   "6": {"class_type": "MaskPreview", "inputs": {"mask": ["3", 0]}}}),
+        ),
+        (
+            "preview",
+            json!({"3": {"class_type": "PreviewImage", "inputs": {"images": ["2", 0]}}}),
+        ),
+        (
+            "websocket",
+            json!({"3": {"class_type": "SaveImageWebsocket", "inputs": {"images": ["2", 0]}}}),
+        ),
+        (
+            // A latent decoded through ComfyUI's pixel_space VAE: an eighth of the size, RGBA.
+            "latent",
+            json!({"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 512, "height": 512, "batch_size": 1}},
+                   "2": {"class_type": "VAEDecode", "inputs": {"samples": ["1", 0], "vae": ["7", 0]}},
+                   "7": {"class_type": "VAELoader", "inputs": {"vae_name": "pixel_space"}},
+                   "8": {"class_type": "ImageScaleBy", "inputs": {"image": ["2", 0], "upscale_method": "nearest-exact", "scale_by": 8.0}},
+                   "3": {"class_type": "SaveImage", "inputs": {"images": ["8", 0], "filename_prefix": "x"}}}),
+        ),
+    ];
+    for (id, nodes) in variants {
+        let mut graph = base.clone();
+        for (node, value) in nodes.as_object().unwrap() {
+            graph[node] = value.clone();
+        }
+        std::fs::write(dir.join(format!("{id}.json")), graph.to_string()).unwrap();
+    }
+    dir
+}
+
+#[tokio::test]
+async fn every_kind_of_image_output_gives_the_image() {
+    let dir = output_variants();
+    let h = start_with(|c| c.workflows_dir = dir.clone()).await;
+    for id in ["mask-preview", "preview", "websocket", "latent"] {
+        let (status, body) = h
+            .generate(json!({"prompt": "x", "model": id, "size": "512x512"}))
+            .await;
+        assert_eq!(status, 200, "{id}: {body}");
+        let png = decode_b64(&body["data"][0]);
+        assert_eq!(dimensions(&png), (512, 512), "{id}");
+        if id == "latent" {
+            let img = image::load_from_memory(&png).unwrap();
+            assert!(img.color().has_alpha(), "pixel_space decodes to RGBA");
+        }
+    }
+    assert!(h.wait_until_idle(Duration::from_secs(5)).await);
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -29,7 +29,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 pub use config::SimConfig;
-pub use render::png_text_chunks;
+pub use render::{encode_png, png_text_chunks};
 
 use state::State;
 use ws::Sockets;

@@ -293,6 +293,26 @@ fn decode_latent(l: &Latent) -> Arc<Img> {
     Arc::new(Img::filled(l.b, l.h, l.w, [0.47, 0.45, 0.42]))
 }
 
+/// ComfyUI's `pixel_space` VAE hands the latent tensor through as pixels: an SD latent is an
+/// eighth of the image on a side with four channels, so it decodes to a small RGBA image, and
+/// an empty latent (zeros) to mid grey, `(0 + 1) / 2`, alpha included.
+fn pixel_space_decode(l: &Latent) -> Arc<Img> {
+    let (w, h) = ((l.w / 8).max(1), (l.h / 8).max(1));
+    let img = match (&l.samples, &l.source) {
+        (Some(px), _) | (None, Some(px)) => {
+            render::match_channels(&render::resize(px, w, h, false), 4)
+        }
+        (None, None) => Img {
+            b: l.b,
+            h,
+            w,
+            c: 4,
+            data: vec![0.5; l.b * h * w * 4],
+        },
+    };
+    Arc::new(img)
+}
+
 /// What `VAE.encode` keeps of the pixels: each side cut down to a multiple of 8 around the
 /// centre (`vae_encode_crop_pixels`), as (x offset, y offset, width, height).
 fn vae_crop(px: &Img) -> (usize, usize, usize, usize) {
@@ -526,7 +546,15 @@ pub(crate) fn eval(
                 int(i, "batch_size", 1),
             )]
         }
-        "VAEDecode" => vec![Val::Image(decode_latent(&*latent(i, "samples")?))],
+        "VAEDecode" => {
+            let l = latent(i, "samples")?;
+            let decoded = if token(i, "vae").name == "pixel_space" {
+                pixel_space_decode(&l)
+            } else {
+                decode_latent(&l)
+            };
+            vec![Val::Image(decoded)]
+        }
         "VAEEncode" => {
             let px = image(i, "pixels")?;
             let (x, y, w, h) = vae_crop(&px);
@@ -849,6 +877,41 @@ mod tests {
             e.message,
             "index 3 is out of bounds for dimension 3 with size 3\n"
         );
+    }
+
+    #[test]
+    fn pixel_space_decodes_an_empty_latent_to_an_eighth_in_rgba() {
+        let latent = eval(
+            "EmptyLatentImage",
+            &inputs(&[
+                ("width", Val::Int(512)),
+                ("height", Val::Int(512)),
+                ("batch_size", Val::Int(1)),
+            ]),
+            &[],
+        )
+        .unwrap();
+        let decode = |vae_name: &str| {
+            let vae = eval(
+                "VAELoader",
+                &inputs(&[("vae_name", Val::Str(vae_name.into()))]),
+                &[],
+            )
+            .unwrap();
+            let out = eval(
+                "VAEDecode",
+                &inputs(&[("samples", latent[0].clone()), ("vae", vae[0].clone())]),
+                &[],
+            )
+            .unwrap();
+            match &out[0] {
+                Val::Image(img) => (img.w, img.h, img.c, img.data[3]),
+                _ => panic!("VAEDecode gave no image"),
+            }
+        };
+        // Scaled by 8 afterwards, as the weight-free latent graph does, that is 512² RGBA.
+        assert_eq!(decode("pixel_space"), (64, 64, 4, 0.5));
+        assert_eq!(decode("ae.safetensors").0, 512);
     }
 
     #[test]

@@ -583,7 +583,7 @@ pub fn fit_within(img: &Img, max_side: usize) -> Img {
     )
 }
 
-pub(crate) fn encode_png(
+pub fn encode_png(
     data: &[u8],
     w: usize,
     h: usize,

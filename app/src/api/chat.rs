@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use super::size::Size;
 
 /// A chat request. Fields a chat model would use (`temperature`, `tools`, …) are accepted and
-/// ignored: clients send them to every model. `size`, `seed`, `negative_prompt`, `steps` and
-/// `cfg` are the bridge's extensions; `n` is the number of images in the one reply. `null`
+/// ignored: clients send them to every model. `size`, `seed`, `negative_prompt`, `steps`,
+/// `cfg`, `sampler` and `scheduler` are the bridge's extensions; `n` is the number of images in the one reply. `null`
 /// means "not given" everywhere, as the Python SDK sends it.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ChatCompletionRequest {
@@ -30,6 +30,10 @@ pub struct ChatCompletionRequest {
     pub steps: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cfg: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user: Option<String>,
 }

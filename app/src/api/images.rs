@@ -47,6 +47,11 @@ pub struct ImageGenerationRequest {
     pub steps: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cfg: Option<f64>,
+    /// One of the model's samplers (`inputs.sampler.options` in `/v1/models`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sampler: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduler: Option<String>,
     /// Edits: how far the result may move away from the input (0–1, the sampler's denoise).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub strength: Option<f64>,

@@ -6,5 +6,6 @@ pub mod gallery;
 pub mod health;
 pub mod images;
 pub mod models;
+pub mod parameters;
 pub mod size;
 pub mod stream;

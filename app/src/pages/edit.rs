@@ -206,15 +206,42 @@ fn settings(
         (form.model.clone(), form.model.clone(), form.model.clone());
     let (size_in, size_out, size_sel) = (form.size.clone(), form.size.clone(), form.size.clone());
     let seed = form.seed.clone();
-    let (strength_in, strength_out) = (form.strength.clone(), form.strength.clone());
+    let (strength_in, strength_out, strength_reset) = (
+        form.strength.clone(),
+        form.strength.clone(),
+        form.strength.clone(),
+    );
     let count = form.count.clone();
     let models_sizes = models.clone();
+    // Automatic, or a list not loaded yet: strength shows, as every editing model takes it.
+    let chosen_strength = {
+        let (models, model) = (models.clone(), form.model.clone());
+        Signal::derive(move || {
+            let id = model.get();
+            let list = models.get()?.ok()?;
+            let m = list.data.into_iter().find(|m| m.id == id)?;
+            Some(m.inputs.map(|i| i.strength))
+        })
+    };
+    let takes_strength =
+        Signal::derive(move || chosen_strength.get().is_none_or(|s| s.flatten().is_some()));
+    let default_strength = Signal::derive(move || {
+        chosen_strength
+            .get()
+            .flatten()
+            .flatten()
+            .and_then(|s| s.default)
+    });
     view! {
         <div class="row">
             <label>"Model"
                 <select name="model" on:change=move |ev| {
                     size_in.set("auto".into());
                     model_in.set(event_target_value(&ev));
+                    // A strength typed for another model must not reach one that refuses it.
+                    if !takes_strength.get_untracked() {
+                        strength_reset.set(String::new());
+                    }
                 }>
                     <option value="" title="An inpainting model with a mask, else an image-to-image one">"Automatic"</option>
                     {move || models.get().map(|list| match list {
@@ -246,8 +273,12 @@ fn settings(
                 </select>
             </label>
             {super::results::count_and_seed(count, seed)}
-            <label>"Strength"
-                <input name="strength" type="number" min="0" max="1" step="0.05" placeholder="model default"
+            <label hidden=move || !takes_strength.get()>"Strength"
+                <input name="strength" type="number" min="0" max="1" step="0.05"
+                    placeholder=move || match default_strength.get() {
+                        Some(d) => format!("model default ({d})"),
+                        None => "model default".to_string(),
+                    }
                     title="How far the result may move from the image: 0 keeps it, 1 redraws it"
                     prop:value=move || strength_out.get()
                     on:input=move |ev| strength_in.set(event_target_value(&ev))/>

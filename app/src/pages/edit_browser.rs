@@ -16,17 +16,7 @@ const PAINT: &str = "#ff2d55";
 /// A pasted image (Ctrl+V anywhere on the page) becomes the picture; pasted text is left alone.
 pub fn listen_for_paste(form: &EditForm) {
     let form = form.clone();
-    let handle = window_event_listener(leptos::ev::paste, move |ev| {
-        let file = ev
-            .clipboard_data()
-            .and_then(|d| d.files())
-            .and_then(|files| files.get(0));
-        if let Some(file) = file {
-            ev.prevent_default();
-            use_file(&form, file);
-        }
-    });
-    on_cleanup(move || handle.remove());
+    local_images::on_pasted_file(move |file| use_file(&form, file));
 }
 
 pub fn pick_source(form: &EditForm, ev: leptos::ev::Event) {

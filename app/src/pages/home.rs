@@ -1,7 +1,11 @@
 use leptos::prelude::*;
 
 use super::{connection::use_connection, fetch::model_list, results::Run, stream::Body};
-use crate::api::{images::ImageGenerationRequest, models::ModelKind};
+use crate::api::{
+    images::ImageGenerationRequest,
+    models::{ModelInputs, ModelKind, ModelList},
+    parameters::Parameters,
+};
 
 /// The first page: a generator that goes through the public `/v1/images/generations` endpoint
 /// exactly as any OpenAI client would.
@@ -16,6 +20,8 @@ struct Prefill {
     seed: String,
     steps: String,
     cfg: String,
+    sampler: String,
+    scheduler: String,
 }
 
 #[component]
@@ -30,6 +36,8 @@ pub fn HomePage() -> impl IntoView {
         seed: param("seed"),
         steps: param("steps"),
         cfg: param("cfg"),
+        sampler: param("sampler"),
+        scheduler: param("scheduler"),
     };
     view! { <Generator prefill/> }
 }
@@ -64,9 +72,34 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     let seed = ArcRwSignal::new(prefill.seed);
     let steps = ArcRwSignal::new(prefill.steps);
     let cfg = ArcRwSignal::new(prefill.cfg);
-    let advanced_open = !steps.get_untracked().is_empty() || !cfg.get_untracked().is_empty();
+    let sampler = ArcRwSignal::new(prefill.sampler);
+    let scheduler = ArcRwSignal::new(prefill.scheduler);
+    let advanced_open = [&steps, &cfg, &sampler, &scheduler]
+        .iter()
+        .any(|s| !s.get_untracked().is_empty());
+    // What the chosen model takes; `None` until the list has loaded, when every field shows.
+    let inputs = {
+        let (models, model) = (models.clone(), model.clone());
+        Signal::derive(move || inputs_of(&models.get(), &model.get()))
+    };
     let api_key = connection.api_key.clone();
     let run = Run::new(seed.clone());
+    let notice = ArcRwSignal::new(None::<String>);
+    let fields = Fields {
+        prompt: prompt.clone(),
+        negative: negative.clone(),
+        model: model.clone(),
+        size: size.clone(),
+        seed: seed.clone(),
+        steps: steps.clone(),
+        cfg: cfg.clone(),
+        sampler: sampler.clone(),
+        scheduler: scheduler.clone(),
+        models: models.clone(),
+        notice: notice.clone(),
+    };
+    browser::listen_for_paste(&fields);
+    let notice_shown = notice.clone();
     let (prompt_in, model_in, size_in, count_in) =
         (prompt.clone(), model.clone(), size.clone(), count.clone());
     let (prompt_out, size_out, model_sel) = (prompt.clone(), size.clone(), model.clone());
@@ -77,19 +110,30 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     let (negative_in, negative_out, seed_in) = (negative.clone(), negative.clone(), seed.clone());
     let on_submit = {
         let run = run.clone();
+        let (sampler, scheduler) = (sampler.clone(), scheduler.clone());
         move |ev: leptos::ev::SubmitEvent| {
             ev.prevent_default();
+            // Fields the model does not take stay unsent, whatever they hold from another model.
+            let takes = inputs.get_untracked();
+            let given = |taken: fn(&ModelInputs) -> bool, value: String| {
+                let taken = takes.as_ref().is_none_or(taken);
+                Some(value).filter(|v| taken && !v.trim().is_empty())
+            };
             let request = ImageGenerationRequest {
                 prompt: prompt.get_untracked(),
                 model: Some(model.get_untracked()).filter(|m| !m.is_empty()),
                 size: Some(size.get_untracked()),
                 n: Some(count.get_untracked()),
-                negative_prompt: Some(negative.get_untracked()).filter(|n| !n.trim().is_empty()),
+                negative_prompt: given(|i| i.negative_prompt.is_some(), negative.get_untracked()),
                 // Blank: a random seed per image. A seed: the same image again (n > 1 counts up).
                 seed: seed.get_untracked().trim().parse().ok(),
                 // Empty or unreadable fields leave the model's own values.
-                steps: steps.get_untracked().trim().parse().ok(),
-                cfg: cfg.get_untracked().trim().parse().ok(),
+                steps: given(|i| i.steps.is_some(), steps.get_untracked())
+                    .and_then(|v| v.trim().parse().ok()),
+                cfg: given(|i| i.cfg.is_some(), cfg.get_untracked())
+                    .and_then(|v| v.trim().parse().ok()),
+                sampler: given(|i| i.sampler.is_some(), sampler.get_untracked()),
+                scheduler: given(|i| i.scheduler.is_some(), scheduler.get_untracked()),
                 stream: Some(true),
                 partial_images: Some(2),
                 stream_progress: Some(true),
@@ -108,17 +152,32 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Generate"</h2>
-            <form on:submit=on_submit class="generate">
+            <form on:submit=on_submit class="generate"
+                on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
+                on:drop=move |ev| browser::drop_image(&fields, ev)>
+                <p class="muted hint">"Drop or paste a PNG to reuse the settings it was made with."</p>
+                <p class="notice" aria-live="polite" hidden=move || notice_shown.with(Option::is_none)>
+                    {move || notice.get()}
+                </p>
                 <label>"Prompt"
                     <textarea name="prompt" rows="3" required
                         prop:value=move || prompt_out.get()
                         on:input=move |ev| prompt_in.set(event_target_value(&ev))></textarea>
                 </label>
-                <label>"Negative prompt"
-                    <input name="negative_prompt" placeholder="optional"
-                        prop:value=move || negative_out.get()
-                        on:input=move |ev| negative_in.set(event_target_value(&ev))/>
-                </label>
+                <Show when=move || takes(inputs.get(), |i| i.negative_prompt.is_some())>
+                    <label>"Negative prompt"
+                        <input name="negative_prompt"
+                            placeholder=move || placeholder(inputs.get().and_then(|i| i.negative_prompt?.default), "optional")
+                            prop:value={
+                                let n = negative_out.clone();
+                                move || n.get()
+                            }
+                            on:input={
+                                let n = negative_in.clone();
+                                move |ev| n.set(event_target_value(&ev))
+                            }/>
+                    </label>
+                </Show>
                 <label>"Model"
                     <select name="model" on:change={
                         let (models, size) = (models_change, size_in.clone());
@@ -183,21 +242,181 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                 {super::results::count_and_seed(count_in, seed_in)}
                 <details class="advanced" open=advanced_open>
                     <summary>"Advanced"</summary>
-                    <label>"Steps"
-                        <input name="steps" type="number" min="1" max="200" placeholder="model default"
-                            prop:value=move || steps_out.get()
-                            on:input=move |ev| steps_in.set(event_target_value(&ev))/>
-                    </label>
-                    <label>"CFG"
-                        <input name="cfg" type="number" min="0" max="100" step="0.1" placeholder="model default"
-                            prop:value=move || cfg_out.get()
-                            on:input=move |ev| cfg_in.set(event_target_value(&ev))/>
-                    </label>
+                    <Show when=move || takes(inputs.get(), |i| i.steps.is_some())>
+                        <label>"Steps"
+                            <input name="steps" type="number"
+                                min=move || inputs.get().and_then(|i| i.steps).map_or(1, |s| s.min).to_string()
+                                max=move || inputs.get().and_then(|i| i.steps).map_or(200, |s| s.max).to_string()
+                                placeholder=move || placeholder(inputs.get().and_then(|i| i.steps?.default), "model default")
+                                prop:value={
+                                    let s = steps_out.clone();
+                                    move || s.get()
+                                }
+                                on:input={
+                                    let s = steps_in.clone();
+                                    move |ev| s.set(event_target_value(&ev))
+                                }/>
+                        </label>
+                    </Show>
+                    <Show when=move || takes(inputs.get(), |i| i.cfg.is_some())>
+                        <label>"CFG"
+                            <input name="cfg" type="number" min="0" step="0.1"
+                                max=move || inputs.get().and_then(|i| i.cfg).map_or(100.0, |c| c.max).to_string()
+                                placeholder=move || placeholder(inputs.get().and_then(|i| i.cfg?.default), "model default")
+                                prop:value={
+                                    let c = cfg_out.clone();
+                                    move || c.get()
+                                }
+                                on:input={
+                                    let c = cfg_in.clone();
+                                    move |ev| c.set(event_target_value(&ev))
+                                }/>
+                        </label>
+                    </Show>
+                    {choice("Sampler", "sampler", inputs, |i| i.sampler.clone(), sampler)}
+                    {choice("Scheduler", "scheduler", inputs, |i| i.scheduler.clone(), scheduler)}
+                    <p class="muted" hidden=move || !takes_none(inputs.get())>
+                        "This model takes no other settings."
+                    </p>
                 </details>
                 {run.actions("Generate", "Generating…")}
             </form>
             {run.view()}
         </section>
+    }
+}
+
+/// The form's fields, as an image's settings fill them.
+#[derive(Clone)]
+pub(super) struct Fields {
+    prompt: ArcRwSignal<String>,
+    negative: ArcRwSignal<String>,
+    model: ArcRwSignal<String>,
+    size: ArcRwSignal<String>,
+    seed: ArcRwSignal<String>,
+    steps: ArcRwSignal<String>,
+    cfg: ArcRwSignal<String>,
+    sampler: ArcRwSignal<String>,
+    scheduler: ArcRwSignal<String>,
+    models: ArcRwSignal<Option<Result<ModelList, String>>>,
+    notice: ArcRwSignal<Option<String>>,
+}
+
+impl Fields {
+    /// Puts what image `name` says it was made with into the form; a setting the image does not
+    /// give is cleared, so the form makes that image again.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub(super) fn apply(&self, name: &str, found: Option<Parameters>) {
+        let Some(p) = found else {
+            self.notice.set(Some(format!(
+                "{name} carries no settings this page can read (PNG images from this bridge, \
+                 ComfyUI or A1111 do)."
+            )));
+            return;
+        };
+        let list = self.models.get_untracked().and_then(Result::ok);
+        let here = p
+            .model
+            .as_ref()
+            .and_then(|m| list.as_ref()?.data.iter().find(|x| &x.id == m).cloned());
+        let mut notice = format!("Settings read from {name}.");
+        match (&here, &p.model) {
+            (Some(m), _) => self.model.set(m.id.clone()),
+            (None, Some(other)) => {
+                notice.push_str(&format!(" Its model, {other}, is not on this bridge."))
+            }
+            (None, None) => {}
+        }
+        let chosen = self.model.get_untracked();
+        let chosen = list.and_then(|l| l.data.into_iter().find(|m| m.id == chosen));
+        let offered = |s: crate::api::size::Size| {
+            chosen
+                .as_ref()
+                .is_some_and(|m| m.sizes.contains(&s) || m.size_rule.is_some_and(|r| r.allows(s)))
+        };
+        let text = |v: Option<String>| v.unwrap_or_default();
+        self.prompt.set(p.prompt);
+        self.negative.set(text(p.negative_prompt));
+        self.size.set(
+            p.size
+                .filter(|s| offered(*s))
+                .map_or_else(|| "auto".to_string(), |s| s.to_string()),
+        );
+        self.seed.set(text(p.seed.map(|s| s.to_string())));
+        self.steps.set(text(p.steps.map(|s| s.to_string())));
+        self.cfg.set(text(p.cfg.map(|c| c.to_string())));
+        self.sampler.set(text(p.sampler));
+        self.scheduler.set(text(p.scheduler));
+        self.notice.set(Some(notice));
+    }
+}
+
+#[cfg(feature = "hydrate")]
+#[path = "home_browser.rs"]
+mod browser;
+
+/// Images are read in the browser only.
+#[cfg(not(feature = "hydrate"))]
+mod browser {
+    use super::Fields;
+
+    pub fn listen_for_paste(_: &Fields) {}
+    pub fn drop_image(_: &Fields, _: leptos::ev::DragEvent) {}
+}
+
+fn inputs_of(models: &Option<Result<ModelList, String>>, id: &str) -> Option<ModelInputs> {
+    let list = models.as_ref()?.as_ref().ok()?;
+    list.data.iter().find(|m| m.id == id)?.inputs.clone()
+}
+
+/// Whether a field shows: the model takes it, or what it takes is not known yet.
+fn takes(inputs: Option<ModelInputs>, taken: impl Fn(&ModelInputs) -> bool) -> bool {
+    inputs.as_ref().is_none_or(taken)
+}
+
+fn takes_none(inputs: Option<ModelInputs>) -> bool {
+    inputs.is_some_and(|i| {
+        i.steps.is_none() && i.cfg.is_none() && i.sampler.is_none() && i.scheduler.is_none()
+    })
+}
+
+fn placeholder(default: Option<impl std::fmt::Display>, otherwise: &str) -> String {
+    match default {
+        Some(d) => format!("model default ({d})"),
+        None => otherwise.to_string(),
+    }
+}
+
+/// A sampler or scheduler menu, shown when the model takes one and a server has listed the
+/// choices.
+fn choice(
+    label: &'static str,
+    name: &'static str,
+    inputs: Signal<Option<ModelInputs>>,
+    field: fn(&ModelInputs) -> Option<crate::api::models::ChoiceInput>,
+    value: ArcRwSignal<String>,
+) -> impl IntoView {
+    let (value_in, value_out) = (value.clone(), value);
+    move || {
+        let choice = inputs.get().as_ref().and_then(field)?;
+        if choice.options.is_empty() {
+            return None;
+        }
+        let current = value_out.get();
+        let value_in = value_in.clone();
+        Some(view! {
+            <label>{label}
+                <select name=name on:change=move |ev| value_in.set(event_target_value(&ev))>
+                    <option value="" selected=current.is_empty()>
+                        {placeholder(choice.default.clone(), "model default")}
+                    </option>
+                    {choice.options.into_iter().map(|o| {
+                        let selected = o == current;
+                        view! { <option value=o.clone() selected=selected>{o.clone()}</option> }
+                    }).collect_view()}
+                </select>
+            </label>
+        })
     }
 }
 

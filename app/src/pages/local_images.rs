@@ -9,6 +9,22 @@ use web_sys::{Blob, IdbDatabase, IdbOpenDbRequest, IdbRequest, IdbTransactionMod
 const DATABASE: &str = "comfyui-bridge";
 const STORE: &str = "chat-images";
 
+/// Calls `use_file` with each file pasted anywhere on the page (Ctrl+V) while the calling
+/// component lives; pasted text is left alone.
+pub fn on_pasted_file(use_file: impl Fn(web_sys::File) + 'static) {
+    let handle = leptos::prelude::window_event_listener(leptos::ev::paste, move |ev| {
+        let file = ev
+            .clipboard_data()
+            .and_then(|d| d.files())
+            .and_then(|files| files.get(0));
+        if let Some(file) = file {
+            ev.prevent_default();
+            use_file(file);
+        }
+    });
+    leptos::prelude::on_cleanup(move || handle.remove());
+}
+
 /// The picture behind an object URL, a `data:` URL or a path of this server.
 pub async fn fetch_blob(url: &str) -> Result<Blob, String> {
     let unreadable = |_| String::from("The image could not be read.");

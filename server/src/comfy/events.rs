@@ -4,6 +4,12 @@ use bytes::Bytes;
 #[derive(Debug, Clone)]
 pub(crate) enum JobEvent {
     Update(JobUpdate),
+    /// A PNG sent over the socket: what a `SaveImageWebsocket` node outputs (ComfyUI's sampler
+    /// previews are JPEG), from node `node` when the frame says.
+    Image {
+        node: Option<String>,
+        data: Bytes,
+    },
     /// `executing` with `node: null`: the prompt is finished and its history entry written.
     Finished,
     /// The socket reconnected; events may have been missed while it was down.

@@ -117,6 +117,7 @@ impl ComfyServer {
         }
 
         let mut failures = 0u32;
+        let mut socket_images: Vec<(Option<String>, bytes::Bytes)> = Vec::new();
         let entry = loop {
             let wait = if self.socket_connected() {
                 QUIET_POLL
@@ -126,6 +127,7 @@ impl ComfyServer {
             let check_history = tokio::select! {
                 event = rx.recv() => match event {
                     Some(JobEvent::Update(update)) => { send(update); false }
+                    Some(JobEvent::Image { node, data }) => { socket_images.push((node, data)); false }
                     Some(JobEvent::Finished | JobEvent::SocketUp) => true,
                     Some(JobEvent::SocketDown) | None => false,
                 },
@@ -162,7 +164,7 @@ impl ComfyServer {
         };
         guard.settled = true;
 
-        let result = self.collect(&entry, outputs).await;
+        let result = self.collect(&entry, outputs, socket_images).await;
         let server = self.clone();
         tokio::spawn(async move { server.delete_history(&prompt_id).await });
         result
@@ -185,18 +187,20 @@ impl ComfyServer {
         }
     }
 
+    /// The images of `outputs` (all, by node id, when empty): those history lists, then those
+    /// `SaveImageWebsocket` nodes sent over the socket, which history never holds.
     async fn collect(
         &self,
         entry: &Value,
         outputs: &[String],
+        socket_images: Vec<(Option<String>, bytes::Bytes)>,
     ) -> Result<Vec<OutputImage>, ComfyError> {
         let status = &entry["status"];
         if status["status_str"].as_str() == Some("error") {
             return Err(failure(status));
         }
-        let Some(all) = entry["outputs"].as_object() else {
-            return Err(ComfyError::NoOutput);
-        };
+        let empty = serde_json::Map::new();
+        let all = entry["outputs"].as_object().unwrap_or(&empty);
         let mut nodes: Vec<&String> = if outputs.is_empty() {
             all.keys().collect()
         } else {
@@ -219,6 +223,21 @@ impl ComfyServer {
                     data,
                 });
             }
+        }
+        if images.is_empty() {
+            let wanted = |node: &Option<String>| match node {
+                Some(n) => outputs.is_empty() || outputs.contains(n),
+                None => true,
+            };
+            images = socket_images
+                .into_iter()
+                .filter(|(node, _)| wanted(node))
+                .map(|(node, data)| OutputImage {
+                    node_id: node.unwrap_or_default(),
+                    filename: String::new(),
+                    data,
+                })
+                .collect();
         }
         if images.is_empty() {
             return Err(ComfyError::NoOutput);

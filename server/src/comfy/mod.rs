@@ -16,6 +16,6 @@ pub use error::ComfyError;
 pub use events::JobUpdate;
 pub use fleet::{Reservation, ServerOptions};
 pub use pool::ComfyPool;
-pub use schema::{InputSpec, NodeSchema, ObjectInfo};
+pub use schema::{InputSpec, NodeClasses, NodeSchema, ObjectInfo};
 pub use server::{ComfyServer, OutputImage, ServerProbe};
 pub use upload::Uploaded;

@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::{ComfyServer, fleet::ServerOptions};
@@ -10,6 +10,7 @@ use super::{ComfyServer, fleet::ServerOptions};
 pub struct ComfyPool {
     servers: Arc<Vec<Arc<ComfyServer>>>,
     slot_freed: Arc<Notify>,
+    info_read: watch::Sender<()>,
 }
 
 impl ComfyPool {
@@ -17,6 +18,7 @@ impl ComfyPool {
     /// fragment (see [`ServerOptions`]). Refuses an entry whose options it cannot read.
     pub fn connect(entries: &[String], shutdown: &CancellationToken) -> Result<Self, String> {
         let slot_freed = Arc::new(Notify::new());
+        let (info_read, _) = watch::channel(());
         let servers = entries
             .iter()
             .map(|entry| {
@@ -25,6 +27,7 @@ impl ComfyPool {
                     &url,
                     options,
                     slot_freed.clone(),
+                    info_read.clone(),
                     shutdown.child_token(),
                 ))
             })
@@ -32,6 +35,7 @@ impl ComfyPool {
         Ok(ComfyPool {
             servers: Arc::new(servers),
             slot_freed,
+            info_read,
         })
     }
 
@@ -42,6 +46,20 @@ impl ComfyPool {
     /// Told whenever a job slot frees on any server.
     pub fn slot_freed(&self) -> &Notify {
         &self.slot_freed
+    }
+
+    /// Changes whenever a server's `/object_info` has been read (it connected, or reconnected
+    /// perhaps as another process with other nodes).
+    pub fn info_updates(&self) -> watch::Receiver<()> {
+        self.info_read.subscribe()
+    }
+
+    /// Every node schema the servers have sent so far, one entry per server that has answered.
+    pub fn known_schemas(&self) -> Vec<Arc<super::ObjectInfo>> {
+        self.servers
+            .iter()
+            .filter_map(|s| s.cached_info())
+            .collect()
     }
 
     /// The server an operator means by `name`: its name (configured, or host and port) or URL.

@@ -2,7 +2,7 @@
 //! ground truth for whether a workflow can run there (its node types exist, its model files
 //! are installed, its values are in range).
 
-use std::collections::HashMap;
+use std::{collections::HashMap, sync::Arc};
 
 use serde_json::Value;
 
@@ -26,6 +26,25 @@ pub struct NodeSchema {
     pub specs: HashMap<String, Value>,
     /// The name ComfyUI's menus show (`display_name`), a node's title unless it was renamed.
     pub display_name: Option<String>,
+}
+
+/// Where a node class's schema is looked up: one server's `/object_info`, or several servers'
+/// (the first that has the class), as converting a UI-format workflow needs only the widget
+/// order, which every server with the class agrees on.
+pub trait NodeClasses {
+    fn class(&self, name: &str) -> Option<&NodeSchema>;
+}
+
+impl NodeClasses for ObjectInfo {
+    fn class(&self, name: &str) -> Option<&NodeSchema> {
+        self.classes.get(name)
+    }
+}
+
+impl NodeClasses for Vec<Arc<ObjectInfo>> {
+    fn class(&self, name: &str) -> Option<&NodeSchema> {
+        self.iter().find_map(|info| info.classes.get(name))
+    }
 }
 
 /// What an input accepts.

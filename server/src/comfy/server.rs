@@ -53,6 +53,8 @@ pub struct ComfyServer {
     info: Mutex<Option<Arc<ObjectInfo>>>,
     /// One read of `/object_info` at a time; callers that need it meanwhile wait for it.
     fetching: tokio::sync::Mutex<Option<Instant>>,
+    /// Told after every read of `/object_info`, for whatever depends on the servers' nodes.
+    info_read: tokio::sync::watch::Sender<()>,
     /// Prompts in ComfyUI's queue (running and pending, every client's), as its last `status`
     /// message said; `u64::MAX` until one arrives.
     pub(crate) queue_remaining: AtomicU64,
@@ -81,6 +83,7 @@ impl ComfyServer {
         url: &str,
         options: ServerOptions,
         slot_freed: Arc<tokio::sync::Notify>,
+        info_read: tokio::sync::watch::Sender<()>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
         let http = reqwest::Client::builder()
@@ -101,6 +104,7 @@ impl ComfyServer {
             shutdown,
             info: Mutex::new(None),
             fetching: tokio::sync::Mutex::new(None),
+            info_read,
             queue_remaining: AtomicU64::new(u64::MAX),
             last_error: Mutex::new(None),
             last_models: Mutex::new(Vec::new()),
@@ -207,6 +211,7 @@ impl ComfyServer {
         let info = Arc::new(ObjectInfo::parse(&body));
         tracing::info!(server = %self.url, classes = info.len(), "read what the server can run");
         *self.info.lock().unwrap_or_else(|p| p.into_inner()) = Some(info.clone());
+        self.info_read.send_replace(());
         Ok(info)
     }
 

@@ -156,7 +156,7 @@ fn handle_binary(server: &ComfyServer, data: Bytes) {
     let Some(kind) = read_u32(&data, 0) else {
         return;
     };
-    let (prompt_id, mime, image) = match kind {
+    let (prompt_id, mime, image, node) = match kind {
         // PREVIEW_IMAGE: [type][format][bytes]; no prompt id, so it belongs to the running one.
         1 => {
             let mime = match read_u32(&data, 4) {
@@ -166,7 +166,7 @@ fn handle_binary(server: &ComfyServer, data: Bytes) {
             };
             let running = server.running.lock().unwrap_or_else(|p| p.into_inner());
             let Some(id) = running.clone() else { return };
-            (id, mime, data.slice(8..))
+            (id, mime, data.slice(8..), None)
         }
         // PREVIEW_IMAGE_WITH_METADATA: [type][len][json][bytes].
         4 => {
@@ -186,15 +186,17 @@ fn handle_binary(server: &ComfyServer, data: Bytes) {
                 Some("image/png") => "image/png",
                 _ => "image/jpeg",
             };
-            (id.to_string(), mime, data.slice(8 + len..))
+            let node = meta["node_id"].as_str().map(str::to_owned);
+            (id.to_string(), mime, data.slice(8 + len..), node)
         }
         _ => return,
     };
-    deliver(
-        server,
-        &prompt_id,
-        JobEvent::Update(JobUpdate::Preview { mime, data: image }),
-    );
+    let event = if mime == "image/png" {
+        JobEvent::Image { node, data: image }
+    } else {
+        JobEvent::Update(JobUpdate::Preview { mime, data: image })
+    };
+    deliver(server, &prompt_id, event);
 }
 
 fn read_u32(data: &[u8], at: usize) -> Option<u32> {

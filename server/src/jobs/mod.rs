@@ -21,9 +21,9 @@ use staging::Staging;
 
 use crate::{
     comfy::{ComfyError, ComfyPool, ComfyServer, JobUpdate},
-    config::Config,
+    config::{Config, ImageMetadata},
     error::ApiError,
-    routing,
+    metadata, routing,
     templates::RenderParams,
     validate::Job,
 };
@@ -61,6 +61,7 @@ struct Inner {
     pool: ComfyPool,
     limits: Limits,
     timeout: Duration,
+    metadata_mode: ImageMetadata,
     /// True when the pool points at the built-in simulator.
     demo: bool,
     finished: Option<mpsc::UnboundedSender<Finished>>,
@@ -81,6 +82,7 @@ impl Jobs {
                 config.per_request_concurrency,
             ),
             timeout: config.generation_timeout(),
+            metadata_mode: config.image_metadata,
             demo,
             finished,
         }))
@@ -120,6 +122,7 @@ impl Jobs {
             pool,
             limits,
             timeout,
+            metadata_mode,
             ..
         } = &*self.0;
         let updates = updates.as_ref();
@@ -165,6 +168,7 @@ impl Jobs {
                         updates,
                         staging,
                         timeout: left,
+                        metadata_mode: *metadata_mode,
                     };
                     match attempt.run(&slot).await {
                         Ok(data) => {
@@ -220,6 +224,7 @@ struct Attempt<'a> {
     updates: Option<&'a Updates>,
     staging: &'a Staging,
     timeout: Duration,
+    metadata_mode: ImageMetadata,
 }
 
 impl Attempt<'_> {
@@ -231,6 +236,7 @@ impl Attempt<'_> {
             updates,
             staging,
             timeout,
+            metadata_mode,
         } = self;
         if timeout.is_zero() {
             return Err(ComfyError::Timeout(timeout).into());
@@ -256,7 +262,8 @@ impl Attempt<'_> {
             }
         };
         let first = images.into_iter().next().ok_or(ComfyError::NoOutput)?;
-        Ok(first.data)
+        let made = template.applied(&graph, &params);
+        Ok(metadata::stamp(first.data, &made, metadata_mode))
     }
 }
 

@@ -12,9 +12,23 @@ use super::{
 };
 
 /// Builds a template from already-read text; separated from I/O so tests can feed literals.
+#[cfg(test)]
 pub(super) fn build(
     json: &Path,
     json_text: &str,
+    stem: &str,
+    side: Option<(&Path, &sidecar::Sidecar)>,
+) -> Result<Template, Vec<TemplateError>> {
+    let value: Value = serde_json::from_str(json_text)
+        .map_err(|e| vec![TemplateError::file(json, format!("not valid JSON: {e}"))])?;
+    build_value(json, &value, stem, side)
+}
+
+/// Builds a template from an API-format workflow, read from `file` (a JSON file, or an image
+/// whose embedded workflow it is).
+pub(super) fn build_value(
+    json: &Path,
+    value: &Value,
     stem: &str,
     side: Option<(&Path, &sidecar::Sidecar)>,
 ) -> Result<Template, Vec<TemplateError>> {
@@ -27,11 +41,10 @@ pub(super) fn build(
         file: file.to_path_buf(),
         node: e.node,
         message: e.message,
+        pending: false,
     };
 
-    let value: Value = serde_json::from_str(json_text)
-        .map_err(|e| vec![TemplateError::file(json, format!("not valid JSON: {e}"))])?;
-    let graph = detect::Graph::parse(&value).map_err(|es| {
+    let graph = detect::Graph::parse(value).map_err(|es| {
         es.into_iter()
             .map(|e| node_err(json, e))
             .collect::<Vec<_>>()
@@ -117,11 +130,27 @@ pub(super) fn build(
 
     if !bindings.contains_key(&Param::Prompt) {
         let hint = json.with_extension("toml");
+        let candidates = graph.text_inputs();
+        let (example, listed) = match candidates.first() {
+            Some(first) => (
+                first.split(' ').next().unwrap_or(first).to_string(),
+                format!(
+                    "; text inputs that could take it: {}",
+                    candidates
+                        .iter()
+                        .take(5)
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
+            None => ("\"<node id>.<input>\"".to_string(), String::new()),
+        };
         errors.push(TemplateError::file(
             json,
             format!(
                 "no prompt destination: no text encoder (CLIPTextEncode or similar) feeds the \
-                 sampler's positive input; add `prompt = \"<node id>.<input>\"` under [bindings] \
+                 sampler's positive input{listed}; add `prompt = {example}` under [bindings] \
                  in {}, or set a text input to \"{{{{prompt}}}}\"",
                 hint.display()
             ),
@@ -133,19 +162,49 @@ pub(super) fn build(
             .map(|m| TemplateError::file(toml_path, m)),
     );
 
-    let sizes = sc.sizes.clone().unwrap_or_else(|| DEFAULT_SIZES.to_vec());
-    if sizes.is_empty() {
+    let rule = sc.size_rule.filter(|r| match r.problem() {
+        Some(p) => {
+            errors.push(TemplateError::file(toml_path, format!("[size_rule]: {p}")));
+            false
+        }
+        None => true,
+    });
+    let sizes = match (&sc.sizes, rule) {
+        (Some(sizes), _) => sizes.clone(),
+        // The menus offer the usual sizes the rule allows, or the rule's nearest to a square.
+        (None, Some(rule)) => {
+            let common: Vec<Size> = DEFAULT_SIZES
+                .into_iter()
+                .filter(|s| rule.allows(*s))
+                .collect();
+            if common.is_empty() {
+                rule.fit(Size::new(1024, 1024)).into_iter().collect()
+            } else {
+                common
+            }
+        }
+        (None, None) => DEFAULT_SIZES.to_vec(),
+    };
+    if sizes.is_empty() && rule.is_none() {
         errors.push(TemplateError::file(toml_path, "sizes must not be empty"));
     }
+    let allowed = |s: Size| sizes.contains(&s) || rule.is_some_and(|r| r.allows(s));
     let default_size = match sc.default_size {
         Some(s) => s,
-        None if sizes.contains(&Size::new(1024, 1024)) => Size::new(1024, 1024),
+        None if allowed(Size::new(1024, 1024)) => Size::new(1024, 1024),
         None => sizes.first().copied().unwrap_or(Size::new(1024, 1024)),
     };
-    if !sizes.is_empty() && !sizes.contains(&default_size) {
+    if !sizes.is_empty() && !allowed(default_size) {
         errors.push(TemplateError::file(
             toml_path,
-            format!("default_size {default_size} is not in sizes"),
+            format!(
+                "default_size {default_size} is not in sizes{}",
+                if rule.is_some() {
+                    " nor within [size_rule]"
+                } else {
+                    ""
+                }
+            ),
         ));
     }
 
@@ -154,11 +213,13 @@ pub(super) fn build(
     }
     Ok(Template {
         created: created_time(&id),
+        converted: false,
         id,
         file: json.to_path_buf(),
         description: sc.description.clone(),
         kind,
         sizes,
+        size_rule: rule,
         default_size,
         defaults: sc.defaults(kind),
         quality: sc.quality.clone(),

@@ -240,6 +240,28 @@ impl Graph {
         self.node(id)?.inputs.get(input).filter(|v| !is_link(v))
     }
 
+    /// Inputs that look like prompt text (free text, not a file name or a menu choice), as
+    /// `"<id>.<input>" (<class>)`, for an error that must say where the prompt could go.
+    pub fn text_inputs(&self) -> Vec<String> {
+        let looks_like_text = |v: &Value| {
+            v.as_str().is_some_and(|t| {
+                let file = t.rsplit_once('.').is_some_and(|(_, ext)| {
+                    (1..=12).contains(&ext.len()) && ext.bytes().all(|b| b.is_ascii_alphanumeric())
+                });
+                (t.contains(' ') || t.is_empty() || t.len() > 24) && !file
+            })
+        };
+        self.ids()
+            .filter_map(|id| Some((id, self.node(id)?)))
+            .flat_map(|(id, node)| {
+                node.inputs
+                    .iter()
+                    .filter(|(_, v)| looks_like_text(v))
+                    .map(move |(name, _)| format!("\"{id}.{name}\" ({})", node.class_type))
+            })
+            .collect()
+    }
+
     pub fn into_map(self) -> Map<String, Value> {
         self.raw
     }
@@ -388,7 +410,11 @@ pub(super) fn detect(g: &Graph, explicit: &BTreeMap<Param, Vec<Target>>) -> Dete
         .collect();
     d.outputs = out_ids
         .iter()
-        .filter(|id| g.node(id).is_some_and(|n| n.inputs.contains_key("images")))
+        // MaskPreview shows its `mask` as an image, as the other preview nodes do `images`.
+        .filter(|id| {
+            g.node(id)
+                .is_some_and(|n| n.inputs.contains_key("images") || n.inputs.contains_key("mask"))
+        })
         .map(|id| (*id).to_owned())
         .collect();
     let reachable = g.upstream(out_ids.iter().copied());

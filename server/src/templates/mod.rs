@@ -1,4 +1,6 @@
-//! Workflow templates: one ComfyUI API-format workflow per model, with an optional TOML sidecar.
+//! Workflow templates: one ComfyUI workflow per model, with an optional TOML sidecar. A
+//! workflow is an API-format export, a UI-format file as ComfyUI's Save writes it (converted
+//! with a server's node schemas), or a PNG or WebP image ComfyUI made, which carries its own.
 //!
 //! Loading finds where each request value goes (prompt, seed, size, …) by following the graph's
 //! links from the sampler and the output nodes, so standard exports need no hand mapping.
@@ -7,6 +9,7 @@
 mod assemble;
 mod check;
 mod detect;
+mod inputs;
 mod render;
 mod sidecar;
 mod ui_format;
@@ -18,12 +21,17 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use crate::comfy::NodeClasses;
 pub use check::Problem;
+pub use inputs::{MAX_CFG, STRENGTH};
 pub use sidecar::Overrides;
 pub use ui_format::{ConvertError, UiNodeRef, is_ui_format, to_api, workflow_from_png};
 
 /// Workflow files bigger than this are refused rather than read into memory.
 const MAX_FILE_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The file types a workflow is read from; a sidecar is `<same stem>.toml`.
+pub const WORKFLOW_EXTENSIONS: [&str; 3] = ["json", "png", "webp"];
 
 /// A request value that a template can route into its graph.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -92,7 +100,7 @@ impl fmt::Display for Param {
 
 pub use app::api::{
     models::ModelKind,
-    size::{Size, SizeParseError},
+    size::{Size, SizeParseError, SizeRule},
 };
 
 /// The sixteen sizes the original bridge offered; the default `sizes` of a template.
@@ -176,6 +184,9 @@ pub struct TemplateError {
     pub file: PathBuf,
     pub node: Option<NodeRef>,
     pub message: String,
+    /// The file cannot be read until a ComfyUI server has sent its node schemas (a UI-format
+    /// workflow); nothing is wrong with it yet.
+    pub pending: bool,
 }
 
 fn node_prefix(node: Option<&NodeRef>) -> String {
@@ -188,6 +199,7 @@ impl TemplateError {
             file: file.to_path_buf(),
             node: None,
             message: message.into(),
+            pending: false,
         }
     }
 }
@@ -239,7 +251,10 @@ pub struct Template {
     pub file: PathBuf,
     pub description: Option<String>,
     pub kind: ModelKind,
+    /// The sizes menus offer; with a rule, the common ones it allows.
     pub sizes: Vec<Size>,
+    /// Any size within these limits is allowed too.
+    pub size_rule: Option<SizeRule>,
     pub default_size: Size,
     pub defaults: Defaults,
     /// `quality` request values (low, medium, high, hd, standard, …) → overrides.
@@ -248,6 +263,9 @@ pub struct Template {
     pub style: BTreeMap<String, Overrides>,
     /// A stable pseudo creation time for `/v1/models`, derived from the id.
     pub created: u64,
+    /// Converted from a UI-format workflow with the servers' node schemas, so a server with
+    /// other schemas may convert it otherwise.
+    pub converted: bool,
     graph: serde_json::Map<String, Value>,
     bindings: BTreeMap<Param, Vec<Target>>,
     outputs: Vec<String>,
@@ -271,7 +289,7 @@ impl Template {
     }
 
     pub fn allows_size(&self, s: Size) -> bool {
-        self.sizes.contains(&s)
+        self.sizes.contains(&s) || self.size_rule.is_some_and(|r| r.allows(s))
     }
 
     /// Where a request value goes; empty when unsupported.
@@ -327,7 +345,7 @@ impl TemplateSet {
     ///
     /// A missing `dir` is an error unless `extra` names at least one file.
     pub fn load(dir: &Path, extra: &[PathBuf]) -> Result<TemplateSet, Vec<TemplateError>> {
-        let (set, errors) = TemplateSet::load_each(dir, extra);
+        let (set, errors) = TemplateSet::load_each(dir, extra, None);
         if errors.is_empty() {
             Ok(set)
         } else {
@@ -336,8 +354,13 @@ impl TemplateSet {
     }
 
     /// As [`TemplateSet::load`], each file on its own: the workflows that load, and the errors
-    /// of those that do not.
-    pub fn load_each(dir: &Path, extra: &[PathBuf]) -> (TemplateSet, Vec<TemplateError>) {
+    /// of those that do not. UI-format workflows are converted with `schemas`, the node
+    /// classes of the servers that have answered; without them they are `pending` errors.
+    pub fn load_each(
+        dir: &Path,
+        extra: &[PathBuf],
+        schemas: Option<&dyn NodeClasses>,
+    ) -> (TemplateSet, Vec<TemplateError>) {
         let mut errors = Vec::new();
         let mut pairs = match list_dir(dir) {
             Ok((pairs, mut orphans)) => {
@@ -364,7 +387,7 @@ impl TemplateSet {
 
         let mut templates: BTreeMap<String, Arc<Template>> = BTreeMap::new();
         for (json, toml) in pairs {
-            match load_template(&json, toml.as_deref()) {
+            match load_template(&json, toml.as_deref(), schemas) {
                 Ok(t) => {
                     if let Some(other) = templates.get(&t.id) {
                         errors.push(TemplateError::file(
@@ -413,14 +436,16 @@ impl TemplateSet {
 
 type FilePair = (PathBuf, Option<PathBuf>);
 
-/// Pairs each `<stem>.json` with its optional `<stem>.toml`, sorted by file name; a `.toml`
-/// without its `.json` is returned as an error beside the pairs.
+/// Pairs each workflow file (`<stem>.json`, `.png` or `.webp`) with its optional
+/// `<stem>.toml`, sorted by file name; a `.toml` without its workflow, or two workflows of one
+/// stem, are returned as errors beside the pairs.
 fn list_dir(dir: &Path) -> Result<(Vec<FilePair>, Vec<TemplateError>), TemplateError> {
     let read = std::fs::read_dir(dir).map_err(|e| {
         TemplateError::file(dir, format!("cannot read the workflow directory: {e}"))
     })?;
-    let mut jsons = BTreeMap::new();
+    let mut jsons: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut tomls = BTreeMap::new();
+    let mut errors = Vec::new();
     for entry in read.flatten() {
         let path = entry.path();
         let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
@@ -432,8 +457,22 @@ fn list_dir(dir: &Path) -> Result<(Vec<FilePair>, Vec<TemplateError>), TemplateE
         }
         let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or(name);
         match path.extension().and_then(|e| e.to_str()) {
-            Some("json") => {
-                jsons.insert(stem.to_owned(), path.clone());
+            Some(ext) if WORKFLOW_EXTENSIONS.contains(&ext) => {
+                if let Some(other) = jsons.insert(stem.to_owned(), path.clone()) {
+                    // read_dir's order is arbitrary: name both files, and load neither.
+                    let (first, second) = if other < path {
+                        (other, path.clone())
+                    } else {
+                        (path.clone(), other)
+                    };
+                    errors.push(TemplateError::file(
+                        &second,
+                        format!(
+                            "{} defines model {stem:?} too; keep one of the two files",
+                            first.display()
+                        ),
+                    ));
+                }
             }
             Some("toml") => {
                 tomls.insert(stem.to_owned(), path.clone());
@@ -441,28 +480,35 @@ fn list_dir(dir: &Path) -> Result<(Vec<FilePair>, Vec<TemplateError>), TemplateE
             _ => {}
         }
     }
-    let orphans = tomls
+    let clashing: Vec<String> = errors
         .iter()
-        .filter(|(stem, _)| !jsons.contains_key(*stem))
-        .map(|(stem, path)| {
-            TemplateError::file(
-                path,
-                format!("sidecar without a workflow: {stem}.json is missing"),
-            )
-        })
+        .filter_map(|e: &TemplateError| Some(e.file.file_stem()?.to_string_lossy().to_string()))
         .collect();
+    errors.extend(
+        tomls
+            .iter()
+            .filter(|(stem, _)| !jsons.contains_key(*stem))
+            .map(|(stem, path)| {
+                TemplateError::file(
+                    path,
+                    format!("sidecar without a workflow: {stem}.json is missing"),
+                )
+            }),
+    );
     let pairs = jsons
         .into_iter()
+        .filter(|(stem, _)| !clashing.contains(stem))
         .map(|(stem, json)| (json, tomls.remove(&stem)))
         .collect();
-    Ok((pairs, orphans))
+    Ok((pairs, errors))
 }
 
 fn extra_pair(path: &Path) -> Result<FilePair, TemplateError> {
-    if path.extension().and_then(|e| e.to_str()) != Some("json") {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !WORKFLOW_EXTENSIONS.contains(&ext) {
         return Err(TemplateError::file(
             path,
-            "a workflow file must end in .json",
+            "a workflow file must end in .json, .png or .webp",
         ));
     }
     if !path.is_file() {
@@ -479,7 +525,7 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-fn read_text(path: &Path) -> Result<String, TemplateError> {
+fn read_bytes(path: &Path) -> Result<Vec<u8>, TemplateError> {
     let meta = std::fs::metadata(path)
         .map_err(|e| TemplateError::file(path, format!("cannot read: {e}")))?;
     if meta.len() > MAX_FILE_BYTES {
@@ -488,12 +534,63 @@ fn read_text(path: &Path) -> Result<String, TemplateError> {
             format!("file is larger than {MAX_FILE_BYTES} bytes"),
         ));
     }
-    std::fs::read_to_string(path)
-        .map_err(|e| TemplateError::file(path, format!("cannot read: {e}")))
+    std::fs::read(path).map_err(|e| TemplateError::file(path, format!("cannot read: {e}")))
 }
 
-fn load_template(json: &Path, toml: Option<&Path>) -> Result<Template, Vec<TemplateError>> {
-    let json_text = read_text(json).map_err(|e| vec![e])?;
+fn read_text(path: &Path) -> Result<String, TemplateError> {
+    String::from_utf8(read_bytes(path)?)
+        .map_err(|_| TemplateError::file(path, "cannot read: the file is not UTF-8 text"))
+}
+
+/// The API-format workflow a file holds: as written, converted from the UI format (then
+/// `true`), or embedded in a ComfyUI image.
+fn read_workflow(
+    path: &Path,
+    schemas: Option<&dyn NodeClasses>,
+) -> Result<(Value, bool), TemplateError> {
+    let value = if path.extension().is_some_and(|e| e == "json") {
+        serde_json::from_str(&read_text(path)?)
+            .map_err(|e| TemplateError::file(path, format!("not valid JSON: {e}")))?
+    } else {
+        workflow_from_png(&read_bytes(path)?).ok_or_else(|| {
+            TemplateError::file(
+                path,
+                "the image carries no ComfyUI workflow (ComfyUI's SaveImage embeds one unless \
+                 its metadata is turned off)",
+            )
+        })?
+    };
+    if !is_ui_format(&value) {
+        return Ok((value, false));
+    }
+    let Some(schemas) = schemas else {
+        return Err(TemplateError {
+            pending: true,
+            ..TemplateError::file(
+                path,
+                "a UI-format workflow (ComfyUI's Save): it is converted once a ComfyUI server \
+                 answers with its node types",
+            )
+        });
+    };
+    let converted = to_api(&value, schemas).map_err(|e| TemplateError {
+        file: path.to_path_buf(),
+        node: e.node.map(|n| NodeRef {
+            id: n.id,
+            class_type: Some(n.class_type),
+        }),
+        message: e.message,
+        pending: false,
+    })?;
+    Ok((converted, true))
+}
+
+fn load_template(
+    json: &Path,
+    toml: Option<&Path>,
+    schemas: Option<&dyn NodeClasses>,
+) -> Result<Template, Vec<TemplateError>> {
+    let (workflow, converted) = read_workflow(json, schemas).map_err(|e| vec![e])?;
     let side = match toml {
         Some(path) => {
             let text = read_text(path).map_err(|e| vec![e])?;
@@ -509,7 +606,10 @@ fn load_template(json: &Path, toml: Option<&Path>) -> Result<Template, Vec<Templ
         .and_then(|s| s.to_str())
         .unwrap_or_default()
         .to_owned();
-    assemble::build(json, &json_text, &stem, side.as_ref().map(|(p, s)| (*p, s)))
+    let mut template =
+        assemble::build_value(json, &workflow, &stem, side.as_ref().map(|(p, s)| (*p, s)))?;
+    template.converted = converted;
+    Ok(template)
 }
 
 /// FNV-1a: unlike `DefaultHasher`, its output is fixed forever, so `created` never changes.

@@ -46,6 +46,40 @@ fn range(param: Param, t: &Target) -> Range {
     }
 }
 
+/// The whole numbers every target of `param` accepts, or `None` when it has no target.
+pub(super) fn int_bounds(t: &Template, param: Param) -> Option<(i128, i128)> {
+    t.targets(param)
+        .iter()
+        .map(|target| match range(param, target) {
+            Range::Int(min, max) => (min, max),
+            Range::Float(min, max) => (min.ceil() as i128, max.floor() as i128),
+        })
+        .reduce(|(a, b), (c, d)| (a.max(c), b.min(d)))
+}
+
+/// The value a workflow was saved with at the first target of `param` that holds one (not a
+/// link or a placeholder).
+pub(super) fn saved_value(t: &Template, param: Param) -> Option<&Value> {
+    t.targets(param)
+        .iter()
+        .filter(|target| !is_placeholder(t, target))
+        .filter_map(|target| input_of(t.graph(), target))
+        .find(|v| !v.is_array())
+}
+
+/// The value a rendered prompt gives the first target of `param` (not a link).
+pub(super) fn rendered_value<'a>(
+    t: &Template,
+    graph: &'a Value,
+    param: Param,
+) -> Option<&'a Value> {
+    let graph = graph.as_object()?;
+    t.targets(param)
+        .iter()
+        .filter_map(|target| input_of(graph, target))
+        .find(|v| !v.is_array())
+}
+
 /// Seeds wrap into the range (so distinct seeds stay distinct as far as possible); other
 /// numbers clamp.
 fn int_value(param: Param, t: &Target, v: i128) -> Value {

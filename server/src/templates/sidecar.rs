@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 
 use super::detect::{Graph, NodeError};
-use super::{Defaults, ModelKind, Param, Size, Target};
+use super::{Defaults, ModelKind, Param, Size, SizeRule, Target};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -14,6 +14,8 @@ pub(super) struct Sidecar {
     pub description: Option<String>,
     pub kind: Option<ModelKind>,
     pub sizes: Option<Vec<Size>>,
+    /// Any size within limits, instead of (or beside) the list.
+    pub size_rule: Option<SizeRule>,
     pub default_size: Option<Size>,
     #[serde(default)]
     defaults: RawDefaults,

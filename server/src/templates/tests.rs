@@ -1433,6 +1433,7 @@ fn error_display_names_file_and_node() {
             class_type: Some("KSampler".into()),
         }),
         message: "boom".into(),
+        pending: false,
     };
     assert_eq!(e.to_string(), "workflows/foo.json: node 7 (KSampler): boom");
     let e = TemplateError::file(Path::new("workflows/foo.json"), "boom");
@@ -1496,4 +1497,65 @@ fn saved_prompt_is_the_workflow_text_unless_a_placeholder() {
         "a photograph of a lighthouse on a rocky coast at sunset, dramatic sky"
     );
     assert_eq!(shipped_one("weightfree-img2img").saved_prompt(), "");
+}
+
+#[test]
+fn a_size_rule_allows_sizes_beyond_the_list() {
+    let t = ok(
+        &sdxl_graph(),
+        Some("[size_rule]\nmin = 256\nmax = 2048\nmultiple_of = 64\nmax_pixels = 1048576\n"),
+    );
+    assert!(t.allows_size(Size::new(1024, 1024)));
+    assert!(
+        t.allows_size(Size::new(1280, 768)),
+        "not in the list, within the rule"
+    );
+    assert!(!t.allows_size(Size::new(1000, 1000)));
+    assert!(!t.allows_size(Size::new(1536, 1536)));
+    assert_eq!(t.default_size, Size::new(1024, 1024));
+    assert!(t.sizes.iter().all(|s| s.pixels() <= 1_048_576) && t.sizes.len() > 3);
+
+    let wrong = errs(
+        &sdxl_graph(),
+        Some("default_size = \"100x100\"\n[size_rule]\nmin = 256\nmax = 512\n"),
+    );
+    assert!(
+        wrong.iter().any(|e| e.contains("default_size 100x100")),
+        "{wrong:?}"
+    );
+    let wrong = errs(&sdxl_graph(), Some("[size_rule]\nmin = 900\nmax = 512\n"));
+    assert!(
+        wrong.iter().any(|e| e.contains("[size_rule]: min and max")),
+        "{wrong:?}"
+    );
+    let wrong = errs(
+        &sdxl_graph(),
+        Some("[size_rule]\nmin = 256\nmax = 512\nsides = 3\n"),
+    );
+    assert!(
+        wrong.iter().any(|e| e.contains("unknown field `sides`")),
+        "{wrong:?}"
+    );
+}
+
+#[test]
+fn a_missing_prompt_names_the_text_inputs_that_could_take_it() {
+    let mut g = sdxl_graph();
+    g["6"]["inputs"]["text"] = json!(["30", 0]);
+    g["30"] =
+        json!({"class_type": "CR Prompt Text", "inputs": {"prompt_text": "a castle on a hill"}});
+    g["31"] = json!({"class_type": "StringFunction|pysssss", "inputs": {"text_a": ["30", 0], "action": "append", "tidy_tags": "yes"}});
+    g["6"]["inputs"]["text"] = json!(["31", 0]);
+    let e = errs(&g, None);
+    assert!(
+        e[0].contains("text inputs that could take it: \"30.prompt_text\" (CR Prompt Text);"),
+        "{e:?}"
+    );
+    assert!(
+        e[0].contains("add `prompt = \"30.prompt_text\"` under [bindings]"),
+        "{e:?}"
+    );
+    // The binding it suggests, pointed at the right node, loads.
+    let t = ok(&g, Some("[bindings]\nprompt = \"30.prompt_text\""));
+    assert_eq!(at(&t, Param::Prompt), ["30.prompt_text"]);
 }

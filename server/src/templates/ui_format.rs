@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde_json::{Map, Value, json};
 
-use crate::comfy::{NodeSchema, ObjectInfo};
+use crate::comfy::{NodeClasses, NodeSchema};
 
 /// `LGraphEventMode.NEVER`: the node is muted and never queued.
 const MODE_NEVER: i64 = 2;
@@ -135,7 +135,7 @@ impl ConvertError {
 
 /// The API-format prompt ComfyUI's frontend would queue for the UI-format workflow `ui`, with
 /// widget values named by the node classes `info` describes (the server's `/object_info`).
-pub fn to_api(ui: &Value, info: &ObjectInfo) -> Result<Value, ConvertError> {
+pub fn to_api(ui: &Value, info: &dyn NodeClasses) -> Result<Value, ConvertError> {
     if !is_ui_format(ui) {
         return Err(ConvertError::graph(
             "not a UI-format workflow: it needs \"nodes\" and \"links\" lists",
@@ -219,7 +219,7 @@ struct Graph<'a> {
     nodes: Vec<UiNode<'a>>,
     by_id: HashMap<String, usize>,
     links: HashMap<i64, Link>,
-    info: &'a ObjectInfo,
+    info: &'a dyn NodeClasses,
 }
 
 /// A node or link id as the prompt's string key: ids are numbers in files the frontend writes,
@@ -240,7 +240,7 @@ fn type_name(v: &Value) -> String {
 }
 
 impl<'a> Graph<'a> {
-    fn parse(ui: &'a Value, info: &'a ObjectInfo) -> Result<Graph<'a>, ConvertError> {
+    fn parse(ui: &'a Value, info: &'a dyn NodeClasses) -> Result<Graph<'a>, ConvertError> {
         let mut nodes = Vec::new();
         let mut by_id = HashMap::new();
         for (i, raw) in ui["nodes"].as_array().into_iter().flatten().enumerate() {

@@ -43,6 +43,8 @@ pub async fn chat(req: ChatCompletionRequest, ctx: &Context) -> Result<ChatReque
         negative_prompt: req.negative_prompt.clone(),
         steps: req.steps,
         cfg: req.cfg,
+        sampler: req.sampler.clone(),
+        scheduler: req.scheduler.clone(),
         ..ImageGenerationRequest::default()
     };
     let job = if edit {

@@ -15,7 +15,7 @@ use super::{
 use crate::{
     error::{ApiError, ErrorCode},
     models::Purpose,
-    templates::{ModelKind, Param, Template},
+    templates::{ModelKind, Param, STRENGTH, Template},
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -154,10 +154,13 @@ pub(super) async fn image_to_image(
         ));
     }
     if let Some(strength) = req.strength {
-        if !(0.0..=1.0).contains(&strength) {
+        let (min, max) = STRENGTH;
+        if !(min..=max).contains(&strength) {
             return Err(ApiError::invalid(
                 "strength",
-                format!("Invalid value for 'strength': {strength}. It must be between 0 and 1."),
+                format!(
+                    "Invalid value for 'strength': {strength}. It must be between {min} and {max}."
+                ),
             ));
         }
         supported(&template, Param::Strength, "strength")?;

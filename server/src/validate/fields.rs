@@ -13,12 +13,10 @@ use super::{
 };
 use crate::{
     error::ApiError,
-    templates::{Param, RenderParams, Template},
+    templates::{MAX_CFG, Param, RenderParams, Template},
 };
 
 pub const MAX_N: u32 = 10;
-pub const MAX_STEPS: u32 = 200;
-pub const MAX_CFG: f64 = 100.0;
 /// Random seeds stay below 2^53 so that every client, JavaScript included, can repeat them.
 const RANDOM_SEED_LIMIT: u64 = 1 << 53;
 
@@ -39,28 +37,38 @@ pub fn requested_size(value: Option<&str>, template: &Template) -> Result<Option
     };
     match value.parse::<Size>() {
         Ok(size) if template.allows_size(size) => Ok(Some(size)),
-        _ => Err(ApiError::invalid(
-            "size",
-            format!(
-                "Invalid value for 'size': '{value}'. Model '{}' supports: auto, {}.",
-                template.id,
-                template
-                    .sizes
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        )),
+        _ => {
+            let listed = template
+                .sizes
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ");
+            let takes = match template.size_rule {
+                Some(rule) => format!("auto, or {rule} (such as {listed})"),
+                None => format!("auto, {listed}"),
+            };
+            Err(ApiError::invalid(
+                "size",
+                format!(
+                    "Invalid value for 'size': '{value}'. Model '{}' supports: {takes}.",
+                    template.id
+                ),
+            ))
+        }
     }
 }
 
-/// The image size a request gets: the one it asked for; without one, for an edit the model
-/// size closest to the input image's shape, else the model's default.
+/// The image size a request gets: the one it asked for; without one, for an edit the input's
+/// own shape as the model's size rule allows it, or the listed size closest to it, else the
+/// model's default.
 pub fn size(requested: Option<Size>, template: &Template, input: Option<Size>) -> Size {
     match (requested, input) {
         (Some(size), _) => size,
-        (None, Some(input)) => closest(&template.sizes, template.default_size, input),
+        (None, Some(input)) => match template.size_rule.and_then(|r| r.fit(input)) {
+            Some(fitted) => fitted,
+            None => closest(&template.sizes, template.default_size, input),
+        },
         (None, None) => template.default_size,
     }
 }
@@ -94,6 +102,8 @@ pub struct Draft {
     negative_prompt: Option<String>,
     steps: Option<u32>,
     cfg: Option<f64>,
+    sampler: Option<String>,
+    scheduler: Option<String>,
     quality: String,
     style: Option<String>,
     strength: Option<f64>,
@@ -110,6 +120,8 @@ impl Draft {
                 negative_prompt: self.negative_prompt,
                 steps: self.steps,
                 cfg: self.cfg,
+                sampler: self.sampler,
+                scheduler: self.scheduler,
                 quality: Some(self.quality),
                 style: self.style,
                 strength: self.strength,
@@ -182,15 +194,19 @@ pub fn draft(
         supported(&template, Param::NegativePrompt, "negative_prompt")?;
     }
     if let Some(steps) = req.steps {
-        if !(1..=MAX_STEPS).contains(&steps) {
+        supported(&template, Param::Steps, "steps")?;
+        if let Some((min, max)) = template.steps_range()
+            && !(min..=max).contains(&steps)
+        {
             return Err(ApiError::invalid(
                 "steps",
                 format!(
-                    "Invalid value for 'steps': {steps}. It must be between 1 and {MAX_STEPS}."
+                    "Invalid value for 'steps': {steps}. Model '{}' takes between {min} and \
+                     {max}.",
+                    template.id
                 ),
             ));
         }
-        supported(&template, Param::Steps, "steps")?;
     }
     if let Some(cfg) = req.cfg {
         if !(0.0..=MAX_CFG).contains(&cfg) {
@@ -201,6 +217,8 @@ pub fn draft(
         }
         supported(&template, Param::Cfg, "cfg")?;
     }
+    let sampler = choice(&template, Param::Sampler, req.sampler, ctx)?;
+    let scheduler = choice(&template, Param::Scheduler, req.scheduler, ctx)?;
     let seeds = match req.seed {
         // Consecutive seeds: one request's images differ, and each can be made again alone.
         Some(seed) => (0..u64::from(n)).map(|i| seed.wrapping_add(i)).collect(),
@@ -214,6 +232,8 @@ pub fn draft(
         negative_prompt,
         steps: req.steps,
         cfg: req.cfg,
+        sampler,
+        scheduler,
         quality: quality.to_string(),
         style: style.map(str::to_string),
         strength: req.strength,
@@ -263,6 +283,34 @@ pub fn one_of<'a>(
                 allowed.join(", ")
             ),
         )),
+    }
+}
+
+/// A sampler or scheduler the model takes and, once a server has listed its choices, one
+/// of them: a name ComfyUI does not know would fail the whole prompt there.
+fn choice(
+    template: &Template,
+    what: Param,
+    value: Option<String>,
+    ctx: &Context,
+) -> Result<Option<String>, ApiError> {
+    let Some(value) = value.filter(|v| !v.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let param = what.name();
+    supported(template, what, param)?;
+    let options = template.options(what, &ctx.models.schemas());
+    if options.is_empty() || options.contains(&value) {
+        Ok(Some(value))
+    } else {
+        Err(ApiError::invalid(
+            param,
+            format!(
+                "Invalid value for '{param}': '{value}'. Model '{}' takes: {}.",
+                template.id,
+                options.join(", ")
+            ),
+        ))
     }
 }
 

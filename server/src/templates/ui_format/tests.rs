@@ -3,6 +3,7 @@ use std::path::{Path, PathBuf};
 use serde_json::{Value, json};
 
 use super::*;
+use crate::comfy::ObjectInfo;
 use crate::templates::{RenderParams, TemplateSet};
 
 /// Verbatim entries of a real ComfyUI 0.3.64 `/object_info` (see testdata/README.md).
