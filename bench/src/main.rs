@@ -21,7 +21,7 @@ use bridge::Call;
 use direct::Direct;
 use procs::Proc;
 use report::{LatencyRow, Memory, Report, ThroughputRow, Wasm, mib, percentile};
-use workflow::Workflow;
+use workflow::{MODEL, Workflow};
 
 #[derive(Parser, Debug)]
 #[command(about = "Measures the bridge against a direct ComfyUI client")]
@@ -73,12 +73,12 @@ async fn main() -> anyhow::Result<()> {
         args.memory_clients = args.memory_clients.min(4);
     }
     let bin = procs::bridge_binary(args.bridge_bin.clone())?;
-    let workflow = Workflow::load(&args.workflows)?;
+    let workflow = Workflow::load(&args.workflows, MODEL)?;
     let http = reqwest::Client::new();
 
     let sim = match &args.comfyui {
         Some(_) => None,
-        None => Some(procs::start_simulator(&bin, args.step_delay_ms)?),
+        None => Some(procs::start_simulator(&bin, args.step_delay_ms, &[])?),
     };
     let comfyui = match (&args.comfyui, &sim) {
         (Some(url), _) => url.trim_end_matches('/').to_string(),
@@ -133,7 +133,7 @@ async fn measure(
     for _ in 0..3 {
         direct.generate(512).await?;
         for call in [Call::B64Json, Call::Url] {
-            bridge::call(http, &bridge.url, call, 512).await?;
+            bridge::call(http, &bridge.url, MODEL, call, 512).await?;
         }
     }
 
@@ -145,7 +145,7 @@ async fn measure(
     );
     let (_, peak) = bridge.memory()?;
     // Chat's tokenizer is loaded by the first chat request; its cost is shown on its own.
-    bridge::call(http, &bridge.url, Call::ChatStream, 512).await?;
+    bridge::call(http, &bridge.url, MODEL, Call::ChatStream, 512).await?;
     let (with_tokenizer, _) = bridge.memory()?;
     let memory = Memory {
         idle_rss_mib: mib(idle_rss),
@@ -173,7 +173,7 @@ async fn measure(
             for (i, &call) in calls.iter().enumerate() {
                 let cpu_before = bridge.cpu_time()?;
                 let start = Instant::now();
-                bridge::call(http, &bridge.url, call, size).await?;
+                bridge::call(http, &bridge.url, MODEL, call, size).await?;
                 times[i].push(start.elapsed());
                 cpu[i] += bridge.cpu_time()?.saturating_sub(cpu_before);
             }
@@ -265,7 +265,7 @@ async fn bridge_load(
     let failures = join_all((0..clients).map(|_| async move {
         let mut failed = 0;
         for _ in 0..each {
-            if let Err(e) = bridge::call(http, base, Call::B64Json, 512).await {
+            if let Err(e) = bridge::call(http, base, MODEL, Call::B64Json, 512).await {
                 eprintln!("bridge request failed: {e:#}");
                 failed += 1;
             }

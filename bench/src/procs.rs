@@ -84,11 +84,13 @@ pub fn bridge_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-pub fn start_simulator(bin: &Path, step_delay_ms: u64) -> anyhow::Result<Proc> {
+/// The simulator, with `extra` flags after its own.
+pub fn start_simulator(bin: &Path, step_delay_ms: u64, extra: &[&str]) -> anyhow::Result<Proc> {
     let port = free_port()?;
     let child = Command::new(bin)
         .args(["simulator", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--step-delay-ms", &step_delay_ms.to_string()])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()
