@@ -28,6 +28,13 @@ impl Proc {
         self.child.id()
     }
 
+    /// SIGKILL, as a crash or the OOM killer ends a server: no goodbye on its sockets.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().context("killing a process")?;
+        self.child.wait().context("reaping a killed process")?;
+        Ok(())
+    }
+
     /// Resident memory now and at its highest, in bytes (`VmRSS`, `VmHWM`).
     pub fn memory(&self) -> anyhow::Result<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;

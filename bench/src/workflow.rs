@@ -9,6 +9,11 @@ use serde_json::{Value, json};
 /// simulator and on any real ComfyUI.
 pub const MODEL: &str = "weightfree-txt2img";
 
+/// The fleet's model: a sampler with steps, so the simulator's step delay gives every job the
+/// same real duration, as a GPU would (the weightfree graph has no sampler and only two delayed
+/// nodes, so its time is mostly the simulator's CPU, which four simulators share).
+pub const FLEET_MODEL: &str = "sdxl";
+
 #[derive(Clone)]
 pub struct Workflow {
     graph: Value,
@@ -26,6 +31,11 @@ impl Workflow {
             .find_map(|(_, node)| node["inputs"]["positive"][0].as_str())
             .map(str::to_string);
         Ok(Workflow { graph, positive })
+    }
+
+    /// The sampler's step count, if the graph has a sampler.
+    pub fn steps(&self) -> Option<u64> {
+        nodes(&self.graph).find_map(|(_, node)| node["inputs"]["steps"].as_u64())
     }
 
     /// The graph for one image, with a fresh seed as the bridge uses, so nothing is cached.
@@ -54,4 +64,40 @@ impl Workflow {
 
 fn nodes(graph: &Value) -> impl Iterator<Item = (&String, &Value)> {
     graph.as_object().into_iter().flat_map(|m| m.iter())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fleet_graph_gets_the_size_prompt_and_a_fresh_seed_where_the_bridge_puts_them() {
+        let dir = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows"));
+        let workflow = Workflow::load(dir, FLEET_MODEL).unwrap();
+        let (a, b) = (
+            workflow.render(512, "a benchmark"),
+            workflow.render(512, "a benchmark"),
+        );
+        let sampler = a
+            .as_object()
+            .unwrap()
+            .values()
+            .find(|n| n["class_type"] == "KSampler")
+            .unwrap();
+        let linked = |input: &str| &a[sampler["inputs"][input][0].as_str().unwrap()]["inputs"];
+        assert_eq!(linked("positive")["text"], "a benchmark");
+        assert_ne!(linked("negative")["text"], "a benchmark");
+        assert_eq!(linked("latent_image")["width"], 512);
+        assert_eq!(linked("latent_image")["height"], 512);
+        let seed = |g: &Value| {
+            g.as_object()
+                .unwrap()
+                .values()
+                .find(|n| n["class_type"] == "KSampler")
+                .unwrap()["inputs"]["seed"]
+                .clone()
+        };
+        assert_ne!(seed(&a), seed(&b));
+        assert_eq!(workflow.steps(), Some(25));
+    }
 }
