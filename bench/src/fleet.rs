@@ -117,6 +117,7 @@ async fn direct_run(
         ));
     }
     let tally = Tally::new(settings.requests);
+    let cpu_before = cpu_times(sims);
     let start = Instant::now();
     let made = join_all(connected.into_iter().map(|(server, mut direct)| {
         let tally = &tally;
@@ -132,11 +133,21 @@ async fn direct_run(
         }
     }))
     .await;
+    let elapsed = start.elapsed();
     let mut jobs = vec![0; SERVERS];
     for (server, n) in made {
         jobs[server] += n;
     }
-    Ok(tally.run(clients, start.elapsed(), jobs, None))
+    Ok(tally.run(
+        clients,
+        Measured {
+            elapsed,
+            jobs,
+            failovers: None,
+            sims_cpu: cpu_used(&cpu_before, &cpu_times(sims)),
+            bridge_cpu: None,
+        },
+    ))
 }
 
 /// A fresh bridge over every simulator, the load through it, and what its `/metrics` says
@@ -173,17 +184,21 @@ async fn bridge_run(
         }
 
         let before = metrics(http, &bridge.url).await?;
+        let sims_before = cpu_times(sims);
+        let bridge_before = bridge.cpu_time()?;
         let tally = Tally::new(settings.requests);
         let half = settings.requests / 2;
         let mut victim = kill.map(|i| &mut sims[i]);
+        // Returns the victim's CPU time up to its death, which /proc forgets with it.
         let killer = async {
             let Some(victim) = victim.as_mut() else {
-                return Ok(());
+                return Ok(None);
             };
             while tally.done() < half {
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            victim.kill()
+            let used = victim.cpu_time().ok();
+            victim.kill().map(|()| used)
         };
         let load = join_all((0..settings.clients).map(|_| async {
             while tally.take() {
@@ -196,8 +211,13 @@ async fn bridge_run(
         let start = Instant::now();
         let (_, killed) = tokio::join!(load, killer);
         let elapsed = start.elapsed();
-        killed?;
+        let victim_cpu = killed?;
         let after = metrics(http, &bridge.url).await?;
+        let bridge_cpu = bridge.cpu_time()?.saturating_sub(bridge_before);
+        let mut sims_after = cpu_times(sims);
+        if let Some(i) = kill {
+            sims_after[i] = victim_cpu;
+        }
 
         let count = |metric: &str| -> Vec<u64> {
             names
@@ -211,15 +231,33 @@ async fn bridge_run(
         };
         Ok(tally.run(
             settings.clients,
-            elapsed,
-            count("bridge_comfyui_jobs_total"),
-            Some(count("bridge_comfyui_failovers_total")),
+            Measured {
+                elapsed,
+                jobs: count("bridge_comfyui_jobs_total"),
+                failovers: Some(count("bridge_comfyui_failovers_total")),
+                sims_cpu: cpu_used(&sims_before, &sims_after),
+                bridge_cpu: Some(bridge_cpu),
+            },
         ))
     }
     .await;
     drop(bridge);
     let _ = std::fs::remove_dir_all(&data);
     result
+}
+
+/// CPU time each process has used so far; `None` for one that is gone.
+fn cpu_times(procs: &[Proc]) -> Vec<Option<Duration>> {
+    procs.iter().map(|p| p.cpu_time().ok()).collect()
+}
+
+/// CPU time used between two readings, summed over the processes read both times.
+fn cpu_used(before: &[Option<Duration>], after: &[Option<Duration>]) -> Duration {
+    before
+        .iter()
+        .zip(after)
+        .filter_map(|(b, a)| Some(a.as_ref()?.saturating_sub(*b.as_ref()?)))
+        .sum()
 }
 
 /// The bridge's per-server counters, by metric name and server, from `GET /metrics`.
@@ -247,6 +285,15 @@ fn per_server(text: &str) -> BTreeMap<(String, String), f64> {
             Some(((name.to_string(), server.to_string()), value))
         })
         .collect()
+}
+
+/// What a run measured besides its requests' outcomes.
+struct Measured {
+    elapsed: Duration,
+    jobs: Vec<u64>,
+    failovers: Option<Vec<u64>>,
+    sims_cpu: Duration,
+    bridge_cpu: Option<Duration>,
 }
 
 /// A fixed number of requests shared by many clients, and how they went.
@@ -291,14 +338,17 @@ impl Tally {
         self.done.fetch_add(1, Ordering::Relaxed);
     }
 
-    fn run(
-        &self,
-        clients: usize,
-        elapsed: Duration,
-        jobs: Vec<u64>,
-        failovers: Option<Vec<u64>>,
-    ) -> FleetRun {
+    fn run(&self, clients: usize, measured: Measured) -> FleetRun {
+        let Measured {
+            elapsed,
+            jobs,
+            failovers,
+            sims_cpu,
+            bridge_cpu,
+        } = measured;
         let errors = self.errors.load(Ordering::Relaxed);
+        let images = (self.total - errors).max(1) as f64;
+        let per_image = |cpu: Duration| cpu.as_secs_f64() * 1000.0 / images;
         FleetRun {
             run: String::new(),
             requests: self.total,
@@ -315,6 +365,8 @@ impl Tally {
                 .as_secs_f64(),
             jobs,
             failovers,
+            sims_cpu_ms_per_image: per_image(sims_cpu),
+            bridge_cpu_ms_per_image: bridge_cpu.map(per_image),
         }
     }
 }

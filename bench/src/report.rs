@@ -86,6 +86,10 @@ pub struct FleetRun {
     pub jobs: Vec<u64>,
     /// Jobs the bridge moved off each server to another; `None` for the direct run.
     pub failovers: Option<Vec<u64>>,
+    /// CPU time (user + system) per image made, of the simulators together and of the bridge;
+    /// the bridge's is `None` for the direct run.
+    pub sims_cpu_ms_per_image: f64,
+    pub bridge_cpu_ms_per_image: Option<f64>,
 }
 
 /// Nearest-rank percentile of durations, in milliseconds.
@@ -202,12 +206,12 @@ impl Fleet {
             self.steps.map_or("no".into(), |s| s.to_string()),
             self.step_delay_ms,
         );
-        out.push_str("| fleet run | requests | clients | errors | images/s | direct capacity images/s | ÷ capacity | slowest request s | failovers |\n");
-        out.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        out.push_str("| fleet run | requests | clients | errors | images/s | direct capacity images/s | ÷ capacity | slowest request s | failovers | CPU ms/image: simulators, bridge |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
         for r in &self.runs {
             let _ = writeln!(
                 out,
-                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.2} | {} |",
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.2} | {} | {:.1}, {} |",
                 r.run,
                 r.requests,
                 r.clients,
@@ -219,6 +223,9 @@ impl Fleet {
                 r.failovers
                     .as_ref()
                     .map_or("–".into(), |f| f.iter().sum::<u64>().to_string()),
+                r.sims_cpu_ms_per_image,
+                r.bridge_cpu_ms_per_image
+                    .map_or("–".into(), |c| format!("{c:.1}")),
             );
         }
         let _ = writeln!(out, "\n| jobs per server | {} |", self.servers.join(" | "));
