@@ -1,7 +1,7 @@
 //! The fleet: four simulators, each its own process, behind one bridge. First their direct
 //! capacity (direct clients on all four at once, so they share the machine's cores as they do
 //! behind the bridge), then the same load through the bridge, then again with one simulator
-//! killed once half the requests are done.
+//! killed once half the requests are done and started again on its port at three quarters.
 
 use std::{
     collections::BTreeMap,
@@ -26,6 +26,9 @@ use crate::{
 
 const SERVERS: usize = 4;
 const SIZE: u32 = 512;
+/// No preview frames: encoding a JPEG per step in four simulators would take the cores the
+/// bridge runs on, where a real server spends its GPU's time on them, not the bridge's host.
+const SIM_FLAGS: &[&str] = &["--no-previews"];
 /// Failed requests printed in full; the rest are only counted.
 const PRINTED_ERRORS: usize = 5;
 
@@ -44,10 +47,8 @@ pub async fn run(
 ) -> anyhow::Result<Fleet> {
     let workflow = Workflow::load(workflows, FLEET_MODEL)?;
     let names: Vec<String> = (1..=SERVERS).map(|i| format!("sim{i}")).collect();
-    // No preview frames: encoding a JPEG per step in four simulators would take the cores the
-    // bridge runs on, where a real server spends its GPU's time on them, not the bridge's host.
     let mut sims = (0..SERVERS)
-        .map(|_| procs::start_simulator(bin, settings.step_delay_ms, &["--no-previews"]))
+        .map(|_| procs::start_simulator(bin, settings.step_delay_ms, SIM_FLAGS))
         .collect::<anyhow::Result<Vec<Proc>>>()?;
     for sim in &sims {
         procs::wait_ready(http, &format!("{}/prompt", sim.url)).await?;
@@ -69,15 +70,24 @@ pub async fn run(
         ..healthy
     };
 
-    let half = settings.requests / 2;
-    eprintln!("fleet: again, killing {} after {half} requests", names[0]);
+    let (half, back) = (settings.requests / 2, settings.requests * 3 / 4);
+    eprintln!(
+        "fleet: again, killing {} after {half} requests and starting it again after {back}",
+        names[0]
+    );
     let killed = bridge_run(bin, workflows, &mut sims, &names, settings, http, Some(0)).await?;
-    // Half the requests at the four servers' rate, the rest at the three's.
+    // Half the requests at the four servers' rate, a quarter at the three's, the rest at the
+    // four's again (the bridge may take a few seconds more to see the server back).
     let rest = capacity * (SERVERS - 1) as f64 / SERVERS as f64;
     let expected = settings.requests as f64
-        / (half as f64 / capacity + (settings.requests - half) as f64 / rest);
+        / (half as f64 / capacity
+            + (back - half) as f64 / rest
+            + (settings.requests - back) as f64 / capacity);
     let killed = FleetRun {
-        run: format!("bridge, {} killed after {half}", names[0]),
+        run: format!(
+            "bridge, {} killed after {half}, back after {back}",
+            names[0]
+        ),
         capacity_images_per_s: Some(expected),
         ratio: Some(killed.images_per_s / expected),
         ..killed
@@ -163,7 +173,8 @@ async fn direct_run(
 }
 
 /// A fresh bridge over every simulator, the load through it, and what its `/metrics` says
-/// the servers did. With `kill`, that simulator is killed once half the requests are done.
+/// the servers did. With `kill`, that simulator is killed once half the requests are done,
+/// and started again on the same port (so the bridge finds it where it was) at three quarters.
 async fn bridge_run(
     bin: &Path,
     workflows: &Path,
@@ -199,18 +210,23 @@ async fn bridge_run(
         let sims_before = cpu_times(sims);
         let bridge_before = bridge.cpu_time()?;
         let tally = Tally::new(settings.requests);
-        let half = settings.requests / 2;
+        let (half, back) = (settings.requests / 2, settings.requests * 3 / 4);
         let mut victim = kill.map(|i| &mut sims[i]);
         // Returns the victim's CPU time up to its death, which /proc forgets with it.
         let killer = async {
             let Some(victim) = victim.as_mut() else {
                 return Ok(None);
             };
-            while tally.done() < half {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            tally.wait_done(half).await;
             let used = victim.cpu_time().ok();
-            victim.kill().map(|()| used)
+            victim.kill()?;
+            tally.wait_done(back).await;
+            let port = victim.port()?;
+            **victim = procs::start_simulator_on(bin, port, settings.step_delay_ms, SIM_FLAGS)?;
+            procs::wait_ready(http, &format!("{}/prompt", victim.url))
+                .await
+                .context("starting the killed simulator again")?;
+            anyhow::Ok(used)
         };
         let load = join_all((0..settings.clients).map(|_| async {
             while tally.take() {
@@ -228,7 +244,10 @@ async fn bridge_run(
         let bridge_cpu = bridge.cpu_time()?.saturating_sub(bridge_before);
         let mut sims_after = cpu_times(sims);
         if let Some(i) = kill {
-            sims_after[i] = victim_cpu;
+            // The first process's time until it was killed, and the second's since it started.
+            sims_after[i] = victim_cpu
+                .zip(sims_after[i])
+                .map(|(first, second)| first + second);
         }
 
         let count = |metric: &str| -> Vec<u64> {
@@ -333,8 +352,11 @@ impl Tally {
         self.taken.fetch_add(1, Ordering::Relaxed) < self.total
     }
 
-    fn done(&self) -> usize {
-        self.done.load(Ordering::Relaxed)
+    /// Returns once `n` requests are done.
+    async fn wait_done(&self, n: usize) {
+        while self.done.load(Ordering::Relaxed) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     fn record<T>(&self, result: anyhow::Result<T>, took: Duration) {

@@ -1,7 +1,8 @@
 //! `bench`: what the bridge adds to ComfyUI's own time, measured side by side on one machine.
 //! It starts the simulator (or uses `--comfyui URL`) and the bridge as their own processes,
 //! then compares a minimal direct ComfyUI client with the same work through the bridge. The
-//! fleet part does the same with four simulators behind one bridge, and kills one of them.
+//! fleet part does the same with four simulators behind one bridge, and kills one of them and
+//! starts it again.
 
 mod bridge;
 mod direct;
@@ -29,7 +30,7 @@ use workflow::{MODEL, Workflow};
 enum Part {
     /// One server: latency, throughput and memory against a direct client.
     Single,
-    /// Four simulators behind one bridge, then one of them killed.
+    /// Four simulators behind one bridge, then one of them killed and started again.
     Fleet,
 }
 
