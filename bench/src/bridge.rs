@@ -3,8 +3,6 @@
 use anyhow::{Context, bail};
 use serde_json::json;
 
-use crate::workflow::MODEL;
-
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Call {
     B64Json,
@@ -23,10 +21,11 @@ impl Call {
     }
 }
 
-/// Makes one image through the bridge and returns the reply's size in bytes.
+/// Makes one image of `model` through the bridge and returns the reply's size in bytes.
 pub async fn call(
     http: &reqwest::Client,
     base: &str,
+    model: &str,
     call: Call,
     size: u32,
 ) -> anyhow::Result<usize> {
@@ -34,12 +33,12 @@ pub async fn call(
     let (path, body) = match call {
         Call::B64Json | Call::Url => (
             "/v1/images/generations",
-            json!({"model": MODEL, "prompt": "a benchmark", "size": size_text,
+            json!({"model": model, "prompt": "a benchmark", "size": size_text,
                    "response_format": call.label()}),
         ),
         Call::ChatStream => (
             "/v1/chat/completions",
-            json!({"model": MODEL, "stream": true, "size": size_text,
+            json!({"model": model, "stream": true, "size": size_text,
                    "messages": [{"role": "user", "content": "a benchmark"}]}),
         ),
     };

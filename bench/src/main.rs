@@ -1,9 +1,12 @@
 //! `bench`: what the bridge adds to ComfyUI's own time, measured side by side on one machine.
 //! It starts the simulator (or uses `--comfyui URL`) and the bridge as their own processes,
-//! then compares a minimal direct ComfyUI client with the same work through the bridge.
+//! then compares a minimal direct ComfyUI client with the same work through the bridge. The
+//! fleet part does the same with four simulators behind one bridge, and kills one of them and
+//! starts it again.
 
 mod bridge;
 mod direct;
+mod fleet;
 mod procs;
 mod report;
 mod workflow;
@@ -21,7 +24,15 @@ use bridge::Call;
 use direct::Direct;
 use procs::Proc;
 use report::{LatencyRow, Memory, Report, ThroughputRow, Wasm, mib, percentile};
-use workflow::Workflow;
+use workflow::{MODEL, Workflow};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+enum Part {
+    /// One server: latency, throughput and memory against a direct client.
+    Single,
+    /// Four simulators behind one bridge, then one of them killed and started again.
+    Fleet,
+}
 
 #[derive(Parser, Debug)]
 #[command(about = "Measures the bridge against a direct ComfyUI client")]
@@ -61,6 +72,19 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
+    /// Run only this part. Unset: both.
+    #[arg(long, value_enum)]
+    only: Option<Part>,
+    /// Fleet: requests in each run (direct, through the bridge, with a server killed).
+    #[arg(long, default_value_t = 1000)]
+    fleet_requests: usize,
+    /// Fleet: concurrent clients in each run.
+    #[arg(long, default_value_t = 64)]
+    fleet_clients: usize,
+    /// Fleet: the simulators' time per sampler step and per other uncached node. The fleet
+    /// always runs on simulators it starts, whatever `--comfyui` says: it kills one.
+    #[arg(long, default_value_t = 20)]
+    fleet_step_delay_ms: u64,
 }
 
 #[tokio::main]
@@ -71,24 +95,67 @@ async fn main() -> anyhow::Result<()> {
         args.clients = args.clients.min(4);
         args.per_client = args.per_client.min(2);
         args.memory_clients = args.memory_clients.min(4);
+        args.fleet_requests = args.fleet_requests.min(16);
+        args.fleet_clients = args.fleet_clients.min(4);
+        args.fleet_step_delay_ms = args.fleet_step_delay_ms.min(5);
     }
     let bin = procs::bridge_binary(args.bridge_bin.clone())?;
-    let workflow = Workflow::load(&args.workflows)?;
     let http = reqwest::Client::new();
 
+    let mut report = match args.only {
+        Some(Part::Fleet) => Report::default(),
+        _ => single(&args, &bin, &http).await?,
+    };
+    if args.only != Some(Part::Single) {
+        let settings = fleet::Settings {
+            requests: args.fleet_requests,
+            clients: args.fleet_clients,
+            step_delay_ms: args.fleet_step_delay_ms,
+            gallery: args.gallery,
+        };
+        report.fleet = Some(fleet::run(&bin, &args.workflows, &settings, &http).await?);
+    }
+
+    println!("{}", report.markdown());
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let errors = report
+        .concurrency
+        .as_ref()
+        .map_or(0, |t| t.direct_errors + t.bridge_errors);
+    anyhow::ensure!(errors == 0, "{errors} requests failed under concurrency");
+    let fleet_errors: usize = report
+        .fleet
+        .iter()
+        .flat_map(|f| &f.runs)
+        .map(|r| r.errors)
+        .sum();
+    anyhow::ensure!(fleet_errors == 0, "{fleet_errors} fleet requests failed");
+    Ok(())
+}
+
+/// The one-server part: the simulator (or `--comfyui`) and a bridge in front of it.
+async fn single(
+    args: &Args,
+    bin: &std::path::Path,
+    http: &reqwest::Client,
+) -> anyhow::Result<Report> {
+    let workflow = Workflow::load(&args.workflows, MODEL)?;
     let sim = match &args.comfyui {
         Some(_) => None,
-        None => Some(procs::start_simulator(&bin, args.step_delay_ms)?),
+        None => Some(procs::start_simulator(bin, args.step_delay_ms, &[])?),
     };
     let comfyui = match (&args.comfyui, &sim) {
         (Some(url), _) => url.trim_end_matches('/').to_string(),
         (None, Some(sim)) => sim.url.clone(),
         (None, None) => unreachable!("a simulator is started when no URL is given"),
     };
-    procs::wait_ready(&http, &format!("{comfyui}/prompt")).await?;
+    procs::wait_ready(http, &format!("{comfyui}/prompt")).await?;
     let data = std::env::temp_dir().join(format!("bridge-bench-{}", uuid::Uuid::new_v4().simple()));
-    let bridge = procs::start_bridge(&bin, &comfyui, &args.workflows, &data, args.gallery)?;
-    procs::wait_ready(&http, &format!("{}/health", bridge.url)).await?;
+    let bridge = procs::start_bridge(bin, &comfyui, &args.workflows, &data, args.gallery)?;
+    procs::wait_ready(http, &format!("{}/health", bridge.url)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss, _) = bridge.memory()?;
 
@@ -101,23 +168,12 @@ async fn main() -> anyhow::Result<()> {
         if args.gallery { "on" } else { "off" }
     );
     eprintln!("measuring against the {backend}");
-    let result = measure(&args, &bridge, &comfyui, &workflow, &http, idle_rss).await;
+    let result = measure(args, &bridge, &comfyui, &workflow, http, idle_rss).await;
     let _ = std::fs::remove_dir_all(&data);
     let mut report = result?;
     report.backend = backend;
     report.wasm = wasm_size(&args.site_root);
-
-    println!("{}", report.markdown());
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    let errors = report
-        .concurrency
-        .as_ref()
-        .map_or(0, |t| t.direct_errors + t.bridge_errors);
-    anyhow::ensure!(errors == 0, "{errors} requests failed under concurrency");
-    Ok(())
+    Ok(report)
 }
 
 async fn measure(
@@ -133,7 +189,7 @@ async fn measure(
     for _ in 0..3 {
         direct.generate(512).await?;
         for call in [Call::B64Json, Call::Url] {
-            bridge::call(http, &bridge.url, call, 512).await?;
+            bridge::call(http, &bridge.url, MODEL, call, 512).await?;
         }
     }
 
@@ -145,7 +201,7 @@ async fn measure(
     );
     let (_, peak) = bridge.memory()?;
     // Chat's tokenizer is loaded by the first chat request; its cost is shown on its own.
-    bridge::call(http, &bridge.url, Call::ChatStream, 512).await?;
+    bridge::call(http, &bridge.url, MODEL, Call::ChatStream, 512).await?;
     let (with_tokenizer, _) = bridge.memory()?;
     let memory = Memory {
         idle_rss_mib: mib(idle_rss),
@@ -173,7 +229,7 @@ async fn measure(
             for (i, &call) in calls.iter().enumerate() {
                 let cpu_before = bridge.cpu_time()?;
                 let start = Instant::now();
-                bridge::call(http, &bridge.url, call, size).await?;
+                bridge::call(http, &bridge.url, MODEL, call, size).await?;
                 times[i].push(start.elapsed());
                 cpu[i] += bridge.cpu_time()?.saturating_sub(cpu_before);
             }
@@ -225,6 +281,7 @@ async fn measure(
         }),
         memory: Some(memory),
         wasm: None,
+        fleet: None,
     })
 }
 
@@ -265,7 +322,7 @@ async fn bridge_load(
     let failures = join_all((0..clients).map(|_| async move {
         let mut failed = 0;
         for _ in 0..each {
-            if let Err(e) = bridge::call(http, base, Call::B64Json, 512).await {
+            if let Err(e) = bridge::call(http, base, MODEL, Call::B64Json, 512).await {
                 eprintln!("bridge request failed: {e:#}");
                 failed += 1;
             }

@@ -28,6 +28,21 @@ impl Proc {
         self.child.id()
     }
 
+    /// The port in its URL.
+    pub fn port(&self) -> anyhow::Result<u16> {
+        self.url
+            .rsplit_once(':')
+            .and_then(|(_, port)| port.parse().ok())
+            .with_context(|| format!("no port in {}", self.url))
+    }
+
+    /// SIGKILL, as a crash or the OOM killer ends a server: no goodbye on its sockets.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        self.child.kill().context("killing a process")?;
+        self.child.wait().context("reaping a killed process")?;
+        Ok(())
+    }
+
     /// Resident memory now and at its highest, in bytes (`VmRSS`, `VmHWM`).
     pub fn memory(&self) -> anyhow::Result<(u64, u64)> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
@@ -84,11 +99,22 @@ pub fn bridge_binary(given: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
-pub fn start_simulator(bin: &Path, step_delay_ms: u64) -> anyhow::Result<Proc> {
-    let port = free_port()?;
+/// The simulator, with `extra` flags after its own.
+pub fn start_simulator(bin: &Path, step_delay_ms: u64, extra: &[&str]) -> anyhow::Result<Proc> {
+    start_simulator_on(bin, free_port()?, step_delay_ms, extra)
+}
+
+/// As [`start_simulator`], on a given port: a server started again where it was before.
+pub fn start_simulator_on(
+    bin: &Path,
+    port: u16,
+    step_delay_ms: u64,
+    extra: &[&str],
+) -> anyhow::Result<Proc> {
     let child = Command::new(bin)
         .args(["simulator", "--listen", &format!("127.0.0.1:{port}")])
         .args(["--step-delay-ms", &step_delay_ms.to_string()])
+        .args(extra)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .spawn()

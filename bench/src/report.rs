@@ -4,7 +4,9 @@ use std::{fmt::Write, time::Duration};
 
 use serde::Serialize;
 
-#[derive(Serialize)]
+/// Everything a run measured; the one-server part is empty when only the fleet ran, and
+/// `fleet` is `None` when only the one-server part did.
+#[derive(Serialize, Default)]
 pub struct Report {
     pub backend: String,
     pub requests: usize,
@@ -12,6 +14,7 @@ pub struct Report {
     pub concurrency: Option<ThroughputRow>,
     pub memory: Option<Memory>,
     pub wasm: Option<Wasm>,
+    pub fleet: Option<Fleet>,
 }
 
 #[derive(Serialize)]
@@ -54,6 +57,41 @@ pub struct Wasm {
     pub gzip_bytes: u64,
 }
 
+#[derive(Serialize)]
+pub struct Fleet {
+    /// The servers' names, as the bridge's `COMFYUI_URL` gives them.
+    pub servers: Vec<String>,
+    pub model: String,
+    pub size: u32,
+    pub steps: Option<u64>,
+    pub step_delay_ms: u64,
+    pub runs: Vec<FleetRun>,
+}
+
+#[derive(Serialize)]
+pub struct FleetRun {
+    pub run: String,
+    pub requests: usize,
+    pub clients: usize,
+    pub errors: usize,
+    pub seconds: f64,
+    pub images_per_s: f64,
+    /// What the servers could do directly in this run: the direct run's rate, or for a run
+    /// that loses a server, that rate and then the rest's share of it. `None` for the direct
+    /// run itself.
+    pub capacity_images_per_s: Option<f64>,
+    pub ratio: Option<f64>,
+    pub slowest_request_s: f64,
+    /// Jobs each server finished, in the order of [`Fleet::servers`].
+    pub jobs: Vec<u64>,
+    /// Jobs the bridge moved off each server to another; `None` for the direct run.
+    pub failovers: Option<Vec<u64>>,
+    /// CPU time (user + system) per image made, of the simulators together and of the bridge;
+    /// the bridge's is `None` for the direct run.
+    pub sims_cpu_ms_per_image: f64,
+    pub bridge_cpu_ms_per_image: Option<f64>,
+}
+
 /// Nearest-rank percentile of durations, in milliseconds.
 pub fn percentile(samples: &[Duration], p: f64) -> f64 {
     if samples.is_empty() {
@@ -80,6 +118,16 @@ fn opt(v: Option<f64>, signed: bool) -> String {
 impl Report {
     pub fn markdown(&self) -> String {
         let mut out = String::new();
+        if !self.latency.is_empty() {
+            self.latency_markdown(&mut out);
+        }
+        if let Some(fleet) = &self.fleet {
+            fleet.markdown(&mut out);
+        }
+        out
+    }
+
+    fn latency_markdown(&self, out: &mut String) {
         let _ = writeln!(
             out,
             "Backend: {}; {} sequential requests per row.\n",
@@ -142,7 +190,50 @@ impl Report {
             }
             None => out.push_str("\nWeb app bundle: not built (cargo leptos build --release).\n"),
         }
-        out
+    }
+}
+
+impl Fleet {
+    fn markdown(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\nFleet: {} simulators, `{}` {}x{}, {} sampler steps, {} ms per step and per other \
+             uncached node, no previews.\n",
+            self.servers.len(),
+            self.model,
+            self.size,
+            self.size,
+            self.steps.map_or("no".into(), |s| s.to_string()),
+            self.step_delay_ms,
+        );
+        out.push_str("| fleet run | requests | clients | errors | images/s | direct capacity images/s | ÷ capacity | slowest request s | failovers | CPU ms/image: simulators, bridge |\n");
+        out.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
+        for r in &self.runs {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} | {:.2} | {} | {} | {:.2} | {} | {:.1}, {} |",
+                r.run,
+                r.requests,
+                r.clients,
+                r.errors,
+                r.images_per_s,
+                opt(r.capacity_images_per_s, false),
+                r.ratio.map_or("–".into(), |v| format!("{v:.3}")),
+                r.slowest_request_s,
+                r.failovers
+                    .as_ref()
+                    .map_or("–".into(), |f| f.iter().sum::<u64>().to_string()),
+                r.sims_cpu_ms_per_image,
+                r.bridge_cpu_ms_per_image
+                    .map_or("–".into(), |c| format!("{c:.1}")),
+            );
+        }
+        let _ = writeln!(out, "\n| jobs per server | {} |", self.servers.join(" | "));
+        let _ = writeln!(out, "|---|{}", "---|".repeat(self.servers.len()));
+        for r in &self.runs {
+            let jobs: Vec<String> = r.jobs.iter().map(u64::to_string).collect();
+            let _ = writeln!(out, "| {} | {} |", r.run, jobs.join(" | "));
+        }
     }
 }
 
