@@ -26,8 +26,8 @@ const COND_INPUTS: [&str; 7] = [
     "conditioning_2",
 ];
 /// String inputs that hold prompt text across the core encoders (SDXL, SD3, Flux, HiDream,
-/// Lumina2, Qwen image edit).
-const TEXT_INPUTS: [&str; 9] = [
+/// Lumina2, HunyuanDiT, Qwen image edit); a test checks them against a real server's nodes.
+pub(super) const TEXT_INPUTS: [&str; 11] = [
     "text",
     "prompt",
     "text_g",
@@ -37,6 +37,8 @@ const TEXT_INPUTS: [&str; 9] = [
     "t5xxl",
     "llama",
     "user_prompt",
+    "bert",
+    "mt5xl",
 ];
 /// Inputs followed from a sampler's `latent_image` back to the node that sets the size.
 const LATENT_INPUTS: [&str; 6] = [
@@ -283,13 +285,34 @@ impl Graph {
         })
     }
 
-    /// The widget that really holds an input's value: the input itself, or the `value` of a
-    /// Primitive node linked into it.
+    /// The widget that really holds an input's value: the input itself, or, linked into it,
+    /// the `value` of a Primitive node or the one widget of a custom node that only holds a
+    /// value (a prompt text node, a seed node).
     fn widget(&self, id: &str, input: &str) -> Option<Target> {
         match self.link(id, input) {
-            Some((src, _)) => self.literal(src, "value").and(self.target(src, "value")),
+            Some((src, _)) => self
+                .literal(src, "value")
+                .and(self.target(src, "value"))
+                .or_else(|| self.value_node(src)),
             None => self.literal(id, input).and(self.target(id, input)),
         }
+    }
+
+    /// The single widget of a node with no links in and nothing but one value-like widget
+    /// (`prompt_text`, `text`, `string`, `seed`, …); a node that reads a file or takes links
+    /// computes its output, and is not followed.
+    fn value_node(&self, id: &str) -> Option<Target> {
+        let node = self.node(id)?;
+        if node.inputs.values().any(is_link) {
+            return None;
+        }
+        let [(name, _)] = node.inputs.iter().collect::<Vec<_>>()[..] else {
+            return None;
+        };
+        let value_like = ["text", "prompt", "string", "value", "seed"]
+            .iter()
+            .any(|k| name.contains(k));
+        value_like.then(|| self.target(id, name)).flatten()
     }
 
     /// Every node the given ones depend on, themselves included.
@@ -538,21 +561,21 @@ fn from_sampler(g: &Graph, s: &str, d: &mut Detection) {
         .find_map(|c| g.first_link(c, &["positive", "conditioning", "cond1"]));
     let negative = parts.iter().find_map(|c| g.link(c, "negative"));
     let pos_end = positive
-        .map(|l| trace_cond(g, l))
+        .map(|l| trace_cond(g, l, false))
         .unwrap_or(CondEnd::Nothing);
     let neg_end = negative
-        .map(|l| trace_cond(g, l))
+        .map(|l| trace_cond(g, l, true))
         .unwrap_or(CondEnd::Nothing);
-    let pos_node = match &pos_end {
-        CondEnd::Encoder(id, _) => Some(id.clone()),
+    let pos_targets = match &pos_end {
+        CondEnd::Encoder(targets) => Some(targets.clone()),
         _ => None,
     };
-    if let CondEnd::Encoder(_, targets) = pos_end {
+    if let CondEnd::Encoder(targets) = pos_end {
         d.bind(Param::Prompt, targets);
     }
     match neg_end {
-        // Same encoder on both sides means there is no separate negative text to set.
-        CondEnd::Encoder(id, targets) if Some(&id) != pos_node.as_ref() => {
+        // The same text on both sides means there is no separate negative text to set.
+        CondEnd::Encoder(targets) if Some(&targets) != pos_targets.as_ref() => {
             d.bind(Param::NegativePrompt, targets);
         }
         CondEnd::ZeroOut => d.negative_zeroed = true,
@@ -567,17 +590,28 @@ fn from_sampler(g: &Graph, s: &str, d: &mut Detection) {
 }
 
 enum CondEnd {
-    Encoder(String, Vec<Target>),
+    /// The text inputs the conditioning was encoded from.
+    Encoder(Vec<Target>),
     ZeroOut,
     Nothing,
 }
 
-fn trace_cond(g: &Graph, start: (&str, u64)) -> CondEnd {
+/// Follows conditioning back from a sampler's `positive` (or, with `negative`, its `negative`)
+/// input to the text it encodes.
+fn trace_cond(g: &Graph, start: (&str, u64), negative: bool) -> CondEnd {
     let (mut id, mut slot) = start;
     for _ in 0..MAX_WALK {
         let Some(node) = g.node(id) else {
             return CondEnd::Nothing;
         };
+        // Loaders that encode both prompts themselves (Efficiency Nodes' Efficient Loader and
+        // its kin) hold them as `positive` and `negative` text widgets.
+        let side = if negative { "negative" } else { "positive" };
+        if g.literal(id, "positive").is_some_and(Value::is_string)
+            && g.literal(id, "negative").is_some_and(Value::is_string)
+        {
+            return CondEnd::Encoder(g.target(id, side).into_iter().collect());
+        }
         let texts: Vec<Target> = TEXT_INPUTS
             .iter()
             .filter(|i| node.inputs.contains_key(**i))
@@ -585,7 +619,7 @@ fn trace_cond(g: &Graph, start: (&str, u64)) -> CondEnd {
             .filter(|t| g.literal(&t.node, &t.input).is_some_and(Value::is_string))
             .collect();
         if !texts.is_empty() {
-            return CondEnd::Encoder(id.to_owned(), texts);
+            return CondEnd::Encoder(texts);
         }
         if node.class_type == "ConditioningZeroOut" {
             return CondEnd::ZeroOut;

@@ -1559,3 +1559,77 @@ fn a_missing_prompt_names_the_text_inputs_that_could_take_it() {
     let t = ok(&g, Some("[bindings]\nprompt = \"30.prompt_text\""));
     assert_eq!(at(&t, Param::Prompt), ["30.prompt_text"]);
 }
+
+#[test]
+fn custom_nodes_that_follow_comfyuis_conventions_are_detected() {
+    // Efficiency Nodes: the loader encodes both prompts, held as its own text widgets.
+    let g = json!({
+        "1": {"class_type": "Efficient Loader", "inputs": {
+            "ckpt_name": "x.safetensors", "vae_name": "Baked VAE", "clip_skip": -1,
+            "lora_name": "None", "lora_model_strength": 1.0, "lora_clip_strength": 1.0,
+            "positive": "a castle", "negative": "blurry", "token_normalization": "none",
+            "weight_interpretation": "comfy", "empty_latent_width": 512,
+            "empty_latent_height": 768, "batch_size": 1}},
+        "2": {"class_type": "KSampler (Efficient)", "inputs": {
+            "model": ["1", 0], "positive": ["1", 1], "negative": ["1", 2],
+            "latent_image": ["1", 3], "optional_vae": ["1", 4], "seed": 5, "steps": 20,
+            "cfg": 7.0, "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0,
+            "preview_method": "auto", "vae_decode": "true"}},
+        "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 5], "filename_prefix": "x"}}
+    });
+    let t = ok(
+        &g,
+        Some("[bindings]\nwidth = \"1.empty_latent_width\"\nheight = \"1.empty_latent_height\""),
+    );
+    assert_eq!(at(&t, Param::Prompt), ["1.positive"]);
+    assert_eq!(at(&t, Param::NegativePrompt), ["1.negative"]);
+    assert_eq!(at(&t, Param::Seed), ["2.seed"]);
+    assert_eq!(at(&t, Param::Sampler), ["2.sampler_name"]);
+
+    // A prompt text node and a seed node linked into core nodes are followed to their widget.
+    let mut g = sdxl_graph();
+    g["30"] = json!({"class_type": "CR Prompt Text", "inputs": {"prompt": "a lighthouse"}});
+    g["31"] = json!({"class_type": "Seed (rgthree)", "inputs": {"seed": 77}});
+    g["6"]["inputs"]["text"] = json!(["30", 0]);
+    g["3"]["inputs"]["seed"] = json!(["31", 0]);
+    let t = ok(&g, None);
+    assert_eq!(at(&t, Param::Prompt), ["30.prompt"]);
+    assert_eq!(at(&t, Param::Seed), ["31.seed"]);
+    // A node that reads a file is not a value to overwrite.
+    g["30"] = json!({"class_type": "Load Text File", "inputs": {"file_path": "prompts/a.txt"}});
+    assert!(errs(&g, None)[0].contains("no prompt destination"));
+}
+
+/// Every text encoder of a real ComfyUI (0.3.64's `/object_info`, as the simulator serves it)
+/// that makes image conditioning has a prompt input detection knows.
+#[test]
+fn every_core_text_encoder_has_a_known_prompt_input() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../sim/data/object_info.json");
+    let info: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    // Audio and video track encoders, not image models.
+    let not_images = ["TextEncodeAceStepAudio", "WanTrackToVideo"];
+    let mut encoders = 0;
+    for (class, schema) in info.as_object().unwrap() {
+        let makes_conditioning = schema["output"]
+            .as_array()
+            .is_some_and(|o| o.contains(&json!("CONDITIONING")));
+        let required = schema["input"]["required"].as_object();
+        let texts: Vec<&String> = required
+            .into_iter()
+            .flatten()
+            .filter(|(_, spec)| spec[0] == "STRING")
+            .map(|(name, _)| name)
+            .collect();
+        if !makes_conditioning || texts.is_empty() || not_images.contains(&class.as_str()) {
+            continue;
+        }
+        encoders += 1;
+        assert!(
+            texts
+                .iter()
+                .any(|t| detect::TEXT_INPUTS.contains(&t.as_str())),
+            "{class}: none of {texts:?} is a known prompt input"
+        );
+    }
+    assert!(encoders >= 15, "only {encoders} encoders found");
+}
