@@ -182,6 +182,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", routes::v1(&state))
         .merge(routes::ops(&state))
+        .nest_service("/pkg", static_files(&state))
         .leptos_routes_with_context(
             &state,
             pages,
@@ -200,6 +201,34 @@ pub fn router(state: AppState) -> Router {
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
+}
+
+/// The web app's script, wasm and style (`/pkg`): compressed for clients that take brotli or
+/// gzip, with `Last-Modified`, so a reload revalidates with a 304 instead of fetching the
+/// megabyte of wasm again. The names carry no content hash, so browsers must revalidate.
+fn static_files(
+    state: &AppState,
+) -> tower::util::BoxCloneSyncService<
+    axum::http::Request<axum::body::Body>,
+    axum::response::Response,
+    std::convert::Infallible,
+> {
+    let dir = std::path::Path::new(state.leptos.site_root.as_ref())
+        .join(state.leptos.site_pkg_dir.as_ref());
+    let service = tower::ServiceBuilder::new()
+        .map_response(axum::response::IntoResponse::into_response)
+        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+            axum::http::header::CACHE_CONTROL,
+            axum::http::HeaderValue::from_static("no-cache"),
+        ))
+        // Brotli's default level takes seconds on a megabyte of wasm; level 5 keeps most of
+        // the gain at a few milliseconds.
+        .layer(
+            tower_http::compression::CompressionLayer::new()
+                .quality(tower_http::CompressionLevel::Precise(5)),
+        )
+        .service(tower_http::services::ServeDir::new(dir));
+    tower::util::BoxCloneSyncService::new(service)
 }
 
 /// The web app's settings, from the bridge's own configuration, so the binary runs the same
