@@ -4,7 +4,7 @@ use std::io::Cursor;
 
 use app::api::images::OutputFormat;
 use bytes::Bytes;
-use image::{ImageFormat, codecs::jpeg::JpegEncoder, codecs::webp::WebPEncoder};
+use image::{ImageFormat, codecs::jpeg::JpegEncoder};
 
 use crate::{error::ApiError, validate::Output};
 
@@ -41,10 +41,19 @@ fn encode(data: &[u8], format: OutputFormat, compression: Option<u8>) -> Result<
             img.to_rgb8()
                 .write_with_encoder(JpegEncoder::new_with_quality(&mut out, quality))
         }
-        // The image crate writes lossless WebP only; `output_compression` cannot apply.
-        OutputFormat::Webp => img
-            .to_rgba8()
-            .write_with_encoder(WebPEncoder::new_lossless(&mut out)),
+        // Lossy, at `output_compression` as its quality like JPEG, as OpenAI does for both;
+        // an alpha channel only when some pixel is transparent, as it costs bytes.
+        OutputFormat::Webp => {
+            let quality = f32::from(compression.unwrap_or(100).clamp(1, 100));
+            let rgba = img.to_rgba8();
+            let encoded = if rgba.pixels().any(|p| p[3] < 255) {
+                webp::Encoder::from_rgba(&rgba, rgba.width(), rgba.height()).encode(quality)
+            } else {
+                let rgb = img.to_rgb8();
+                webp::Encoder::from_rgb(&rgb, rgb.width(), rgb.height()).encode(quality)
+            };
+            return Ok(Bytes::copy_from_slice(&encoded));
+        }
     };
     result.map_err(|e| ApiError::Internal(format!("could not encode the image: {e}")))?;
     Ok(Bytes::from(out.into_inner()))
@@ -78,6 +87,47 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(out, data);
+    }
+
+    #[tokio::test]
+    async fn webp_is_lossy_at_the_asked_compression_and_keeps_alpha_only_when_used() {
+        // A noisy picture, where lossless coding costs the most.
+        let mut seed = 7u32;
+        let noisy = image::RgbImage::from_fn(128, 128, |_, _| {
+            seed = seed.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            let v = (seed >> 16) as u8;
+            image::Rgb([v, v / 2, 255 - v])
+        });
+        let mut png = Cursor::new(Vec::new());
+        noisy.write_to(&mut png, ImageFormat::Png).unwrap();
+        let png = Bytes::from(png.into_inner());
+        let low = transcode(png.clone(), &output(OutputFormat::Webp, Some(30)))
+            .await
+            .unwrap();
+        let high = transcode(png.clone(), &output(OutputFormat::Webp, Some(95)))
+            .await
+            .unwrap();
+        assert!(low.len() < high.len(), "{} vs {}", low.len(), high.len());
+        assert!(
+            high.len() < png.len(),
+            "{} vs PNG {}",
+            high.len(),
+            png.len()
+        );
+        let opaque = image::load_from_memory(&low).unwrap();
+        assert!(!opaque.color().has_alpha());
+
+        let mut clear = image::RgbaImage::from_pixel(16, 16, image::Rgba([9, 9, 9, 255]));
+        clear.put_pixel(3, 3, image::Rgba([0, 0, 0, 0]));
+        let mut png = Cursor::new(Vec::new());
+        clear.write_to(&mut png, ImageFormat::Png).unwrap();
+        let out = transcode(
+            Bytes::from(png.into_inner()),
+            &output(OutputFormat::Webp, None),
+        )
+        .await
+        .unwrap();
+        assert!(image::load_from_memory(&out).unwrap().color().has_alpha());
     }
 
     #[tokio::test]
