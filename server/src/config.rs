@@ -125,6 +125,16 @@ pub struct Config {
     /// `ui` (the web app's, and requests that send `X-Bridge-Gallery: keep`) or `off`.
     #[arg(long, env = "GALLERY", value_enum, default_value_t = GalleryMode::All)]
     pub gallery: GalleryMode,
+    /// The gallery keeps at most this many images; the oldest go first. Unset: no limit.
+    #[arg(long, env = "GALLERY_MAX_IMAGES")]
+    pub gallery_max_images: Option<u64>,
+    /// The gallery's images take at most this many megabytes (thumbnails not counted); the
+    /// oldest go first. Unset: no limit.
+    #[arg(long, env = "GALLERY_MAX_MB")]
+    pub gallery_max_mb: Option<u64>,
+    /// Images older than this many days (fractions allowed) leave the gallery. Unset: kept.
+    #[arg(long, env = "GALLERY_MAX_AGE_DAYS")]
+    pub gallery_max_age_days: Option<f64>,
     /// What returned PNGs carry: `parameters` (an A1111-style `parameters` text chunk with
     /// the prompt and settings; ComfyUI's graph chunks, which name the server's model files,
     /// are removed), `comfyui` (both), or `none` (neither).
@@ -199,6 +209,20 @@ pub struct Config {
     /// limit (raised to its hard limit at start), at most 10000.
     #[arg(long, env = "MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,
+}
+
+impl Config {
+    /// The gallery's limits, as configured.
+    pub fn gallery_retention(&self) -> crate::gallery::Retention {
+        crate::gallery::Retention {
+            max_images: self.gallery_max_images,
+            max_bytes: self.gallery_max_mb.map(|mb| mb.saturating_mul(1_000_000)),
+            max_age: self
+                .gallery_max_age_days
+                .filter(|d| d.is_finite() && *d >= 0.0)
+                .map(|d| Duration::from_secs_f64(d * 86_400.0)),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -112,9 +112,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
     images.spawn_sweeper(shutdown.clone());
     let gallery = if config.gallery != config::GalleryMode::Off {
-        let gallery = Gallery::open(&config.data_dir)
+        let gallery = Gallery::open(&config.data_dir, config.gallery_retention())
             .await
             .with_context(|| format!("opening the gallery in {}", config.data_dir.display()))?;
+        gallery.sweep_by_age(shutdown.clone());
         Some(gallery)
     } else {
         None

@@ -8,7 +8,10 @@ use std::time::Duration;
 use app::api::gallery::{GalleryPage, GalleryQuery};
 use common::*;
 use serde_json::{Value, json};
-use server::{config::GalleryMode, gallery::Gallery};
+use server::{
+    config::GalleryMode,
+    gallery::{Gallery, Retention},
+};
 
 fn gallery(h: &Harness) -> &Gallery {
     h.bridge
@@ -172,7 +175,9 @@ async fn the_gallery_survives_a_restart_and_sweeps_what_a_crash_left() {
     let tmp = data_dir.join("gallery").join(".cd.png.tmp");
     std::fs::write(&tmp, b"half").unwrap();
 
-    let reopened = Gallery::open(&data_dir).await.unwrap();
+    let reopened = Gallery::open(&data_dir, Retention::default())
+        .await
+        .unwrap();
     let after = reopened.list(&all()).await.unwrap();
     assert_eq!(after.items, before.items);
     assert!(!stray.exists() && !tmp.exists());
@@ -307,4 +312,106 @@ async fn nothing_is_kept_with_the_gallery_off() {
     let query = json!({"page": 0, "per_page": 10, "search": null, "model": null});
     let (status, text) = call(&h, "gallery/list", json!({"query": query, "api_key": ""})).await;
     assert!(status >= 400 && text.contains("GALLERY"), "{status} {text}");
+}
+
+/// Makes one image with this prompt and waits until the gallery has it.
+async fn keep_one(h: &Harness, prompt: &str, size: &str) {
+    let (status, body) = h
+        .generate(json!({"model": MODEL, "prompt": prompt, "size": size}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    for _ in 0..200 {
+        if list(h, all())
+            .await
+            .items
+            .iter()
+            .any(|i| i.prompt == prompt)
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("{prompt} never reached the gallery");
+}
+
+/// The gallery's page once `holds` is true of it: pruning follows each write in the background.
+async fn once(h: &Harness, holds: impl Fn(&GalleryPage) -> bool) -> GalleryPage {
+    for _ in 0..200 {
+        let page = list(h, all()).await;
+        if holds(&page) {
+            return page;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    list(h, all()).await
+}
+
+fn prompts(page: &GalleryPage) -> Vec<&str> {
+    page.items.iter().map(|i| i.prompt.as_str()).collect()
+}
+
+/// Files in the gallery's directory and in its thumbnails', and their bytes, once there are
+/// `images` of them: files go just after their rows.
+async fn on_disk(h: &Harness, images: usize) -> (usize, usize, u64) {
+    for _ in 0..100 {
+        let now = files_on_disk(h);
+        if now.0 == images && now.1 == images {
+            return now;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    files_on_disk(h)
+}
+
+fn files_on_disk(h: &Harness) -> (usize, usize, u64) {
+    let dir = h.data_dir().join("gallery");
+    let files = |d: std::path::PathBuf| -> Vec<std::fs::Metadata> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().unwrap())
+            .filter(|m| m.is_file())
+            .collect()
+    };
+    let images = files(dir.clone());
+    let bytes = images.iter().map(std::fs::Metadata::len).sum();
+    (images.len(), files(dir.join("thumbs")).len(), bytes)
+}
+
+#[tokio::test]
+async fn the_oldest_images_go_first_past_a_count() {
+    let h = start_with(|c| c.gallery_max_images = Some(3)).await;
+    for i in 0..5 {
+        keep_one(&h, &format!("picture {i}"), "64x64").await;
+    }
+    let page = once(&h, |p| p.total == 3).await;
+    assert_eq!(page.total, 3);
+    assert_eq!(prompts(&page), ["picture 4", "picture 3", "picture 2"]);
+    let (images, thumbs, _) = on_disk(&h, 3).await;
+    assert_eq!((images, thumbs), (3, 3), "rows and files go together");
+}
+
+#[tokio::test]
+async fn the_gallery_stays_within_its_megabytes() {
+    let h = start_with(|c| c.gallery_max_mb = Some(1)).await;
+    for i in 0..4 {
+        keep_one(&h, &format!("noise {i}"), "512x512").await;
+    }
+    let page = once(&h, |p| !prompts(p).contains(&"noise 0")).await;
+    assert_eq!(prompts(&page)[0], "noise 3", "the newest stays");
+    assert!(!prompts(&page).contains(&"noise 0"), "{:?}", prompts(&page));
+    let (images, thumbs, bytes) = on_disk(&h, page.items.len()).await;
+    assert!(bytes <= 1_000_000, "{bytes} bytes kept");
+    assert_eq!((images, thumbs), (page.items.len(), page.items.len()));
+}
+
+#[tokio::test]
+async fn images_past_the_age_limit_leave() {
+    let h = start_with(|c| c.gallery_max_age_days = Some(1.5 / 86_400.0)).await;
+    keep_one(&h, "old", "64x64").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    keep_one(&h, "new", "64x64").await;
+    let page = once(&h, |p| p.total == 1).await;
+    assert_eq!(prompts(&page), ["new"]);
+    assert_eq!(on_disk(&h, 1).await.0, 1);
 }

@@ -56,10 +56,23 @@ pub struct NewImage {
     pub created_at: i64,
 }
 
+/// How much the gallery keeps (`GALLERY_MAX_IMAGES`, `GALLERY_MAX_MB`,
+/// `GALLERY_MAX_AGE_DAYS`); `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Retention {
+    pub max_images: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub max_age: Option<Duration>,
+}
+
+/// How often images past the age limit are looked for when nothing is being added.
+const AGE_SWEEP: Duration = Duration::from_secs(3600);
+
 #[derive(Clone)]
 pub struct Gallery {
     pool: SqlitePool,
     dir: PathBuf,
+    retention: Retention,
     /// One image is written at a time: a thumbnail decodes the whole image, and a burst of
     /// requests decoding at once would hold them all in memory and crowd out the replies.
     writing: Arc<Semaphore>,
@@ -105,7 +118,7 @@ impl Gallery {
 
     /// Opens (or creates) the gallery under `data_dir`, brings its schema up to date, and
     /// removes files a crash left without a row.
-    pub async fn open(data_dir: &Path) -> anyhow::Result<Gallery> {
+    pub async fn open(data_dir: &Path, retention: Retention) -> anyhow::Result<Gallery> {
         let dir = data_dir.join("gallery");
         tokio::fs::create_dir_all(dir.join("thumbs")).await?;
         let options = SqliteConnectOptions::new()
@@ -121,9 +134,11 @@ impl Gallery {
         let gallery = Gallery {
             pool,
             dir,
+            retention,
             writing: Arc::new(Semaphore::new(1)),
         };
         gallery.remove_orphans().await?;
+        gallery.prune().await?;
         Ok(gallery)
     }
 
@@ -169,6 +184,8 @@ impl Gallery {
             .bind(bytes as i64)
             .execute(&self.pool)
             .await?;
+            // Still this image's turn: no other write races the count.
+            self.prune().await?;
             Ok::<_, anyhow::Error>(())
         }
         .await;
@@ -239,11 +256,105 @@ impl Gallery {
             .fetch_optional(&self.pool)
             .await?;
         let Some(row) = row else { return Ok(false) };
-        let file: String = row.try_get(0)?;
-        let thumb: String = row.try_get(1)?;
-        let _ = tokio::fs::remove_file(self.dir.join(file)).await;
-        let _ = tokio::fs::remove_file(self.dir.join("thumbs").join(thumb)).await;
+        self.remove_files(&[row]).await?;
         Ok(true)
+    }
+
+    /// Removes the oldest images until the gallery is within its limits, rows and files
+    /// together; returns how many went.
+    pub async fn prune(&self) -> anyhow::Result<u64> {
+        let Retention {
+            max_images,
+            max_bytes,
+            max_age,
+        } = self.retention;
+        let mut gone = 0;
+        if let Some(age) = max_age {
+            let before = now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+            let rows = sqlx::query(
+                "DELETE FROM gallery_images WHERE created_at < $1 RETURNING file, thumb",
+            )
+            .bind(before)
+            .fetch_all(&self.pool)
+            .await?;
+            gone += self.remove_files(&rows).await?;
+        }
+        if max_images.is_none() && max_bytes.is_none() {
+            return Ok(gone);
+        }
+        let totals = sqlx::query("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM gallery_images")
+            .fetch_one(&self.pool)
+            .await?;
+        let (count, bytes): (i64, i64) = (totals.try_get(0)?, totals.try_get(1)?);
+        let mut extra_images = max_images.map_or(0, |m| (count.max(0) as u64).saturating_sub(m));
+        let mut extra_bytes = max_bytes.map_or(0, |m| (bytes.max(0) as u64).saturating_sub(m));
+        while extra_images > 0 || extra_bytes > 0 {
+            // Oldest first, a batch at a time, so a large gallery is never read whole.
+            let oldest = sqlx::query(
+                "SELECT id, bytes FROM gallery_images ORDER BY created_at ASC, id ASC LIMIT 256",
+            )
+            .fetch_all(&self.pool)
+            .await?;
+            if oldest.is_empty() {
+                break;
+            }
+            let mut ids = Vec::new();
+            for row in &oldest {
+                if extra_images == 0 && extra_bytes == 0 {
+                    break;
+                }
+                let size: i64 = row.try_get(1)?;
+                ids.push(row.try_get::<String, _>(0)?);
+                extra_images = extra_images.saturating_sub(1);
+                extra_bytes = extra_bytes.saturating_sub(size.max(0) as u64);
+            }
+            let mut delete =
+                QueryBuilder::<Sqlite>::new("DELETE FROM gallery_images WHERE id IN (");
+            let mut list = delete.separated(", ");
+            for id in &ids {
+                list.push_bind(id.clone());
+            }
+            delete.push(") RETURNING file, thumb");
+            let rows = delete.build().fetch_all(&self.pool).await?;
+            gone += self.remove_files(&rows).await?;
+        }
+        if gone > 0 {
+            tracing::info!(
+                images = gone,
+                "removed the gallery's oldest images to stay within its limits"
+            );
+        }
+        Ok(gone)
+    }
+
+    /// Looks for images past the age limit now and then, for galleries nothing is added to.
+    pub fn sweep_by_age(&self, shutdown: tokio_util::sync::CancellationToken) {
+        if self.retention.max_age.is_none() {
+            return;
+        }
+        let gallery = self.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep(AGE_SWEEP) => {}
+                    () = shutdown.cancelled() => return,
+                }
+                let _turn = gallery.writing.acquire().await;
+                if let Err(e) = gallery.prune().await {
+                    tracing::warn!(error = %e, "could not remove old gallery images");
+                }
+            }
+        });
+    }
+
+    async fn remove_files(&self, rows: &[SqliteRow]) -> anyhow::Result<u64> {
+        for row in rows {
+            let file: String = row.try_get(0)?;
+            let thumb: String = row.try_get(1)?;
+            let _ = tokio::fs::remove_file(self.dir.join(file)).await;
+            let _ = tokio::fs::remove_file(self.dir.join("thumbs").join(thumb)).await;
+        }
+        Ok(rows.len() as u64)
     }
 
     /// The path of a stored file (`thumb` for thumbnails), only for names the gallery makes.
