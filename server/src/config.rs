@@ -211,10 +211,19 @@ pub struct Config {
     pub max_connections: Option<usize>,
 }
 
+/// How much the gallery keeps (`GALLERY_MAX_IMAGES`, `GALLERY_MAX_MB`,
+/// `GALLERY_MAX_AGE_DAYS`); `None` is no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Retention {
+    pub max_images: Option<u64>,
+    pub max_bytes: Option<u64>,
+    pub max_age: Option<Duration>,
+}
+
 impl Config {
     /// The gallery's limits, as configured.
-    pub fn gallery_retention(&self) -> crate::gallery::Retention {
-        crate::gallery::Retention {
+    pub fn gallery_retention(&self) -> Retention {
+        Retention {
             max_images: self.gallery_max_images,
             max_bytes: self.gallery_max_mb.map(|mb| mb.saturating_mul(1_000_000)),
             max_age: self

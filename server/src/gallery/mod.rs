@@ -21,6 +21,7 @@ use tokio::sync::{Semaphore, mpsc};
 
 pub use files::{THUMB_EDGE, thumbnail};
 
+pub use crate::config::Retention;
 use crate::jobs::Finished;
 
 /// The gallery as handlers see it; `None` inside with `GALLERY=off`. Which requests it keeps
@@ -54,15 +55,6 @@ pub struct NewImage {
     pub duration: Duration,
     /// When the image was finished, in Unix milliseconds: the gallery's order.
     pub created_at: i64,
-}
-
-/// How much the gallery keeps (`GALLERY_MAX_IMAGES`, `GALLERY_MAX_MB`,
-/// `GALLERY_MAX_AGE_DAYS`); `None` is no limit.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct Retention {
-    pub max_images: Option<u64>,
-    pub max_bytes: Option<u64>,
-    pub max_age: Option<Duration>,
 }
 
 /// How often images past the age limit are looked for when nothing is being added.
