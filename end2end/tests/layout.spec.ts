@@ -28,3 +28,22 @@ test("Generate works from the keyboard alone", async ({ page }) => {
   await page.keyboard.press("Enter");
   await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
 });
+
+test("the web app's files carry their content hash and are cached for good", async ({ page }) => {
+  const seen: { url: string; status: number; cache?: string }[] = [];
+  page.on("response", (r) => {
+    if (new URL(r.url()).pathname.startsWith("/pkg/")) {
+      seen.push({ url: r.url(), status: r.status(), cache: r.headers()["cache-control"] });
+    }
+  });
+  await page.goto("/");
+  // Hydrated: the model list arrives from the API.
+  await expect(page.locator("select[name=model] option[value=sdxl]")).toHaveCount(1);
+  const kinds = seen.map((s) => s.url.split(".").pop());
+  for (const kind of ["js", "wasm", "css"]) expect(kinds).toContain(kind);
+  for (const file of seen) {
+    expect(file.status, file.url).toBe(200);
+    expect(file.url).toMatch(/\/pkg\/comfyui-bridge\.[A-Za-z0-9_-]{22}\.(js|wasm|css)$/);
+    expect(file.cache, file.url).toBe("public, max-age=31536000, immutable");
+  }
+});

@@ -183,7 +183,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/v1", routes::v1(&state))
         .merge(routes::ops(&state))
-        .nest_service("/pkg", static_files(&state))
+        .nest("/pkg", static_files(&state))
         .leptos_routes_with_context(
             &state,
             pages,
@@ -205,31 +205,61 @@ pub fn router(state: AppState) -> Router {
 }
 
 /// The web app's script, wasm and style (`/pkg`): compressed for clients that take brotli or
-/// gzip, with `Last-Modified`, so a reload revalidates with a 304 instead of fetching the
-/// megabyte of wasm again. The names carry no content hash, so browsers must revalidate.
-fn static_files(
-    state: &AppState,
-) -> tower::util::BoxCloneSyncService<
-    axum::http::Request<axum::body::Body>,
-    axum::response::Response,
-    std::convert::Infallible,
-> {
+/// gzip. Files whose names carry their content's hash (cargo-leptos's `hash-files`) never
+/// change, so browsers keep them for a year without asking; anything else is revalidated with
+/// `Last-Modified`, so a reload costs a 304 rather than the megabyte of wasm.
+fn static_files(state: &AppState) -> Router<AppState> {
     let dir = std::path::Path::new(state.leptos.site_root.as_ref())
         .join(state.leptos.site_pkg_dir.as_ref());
-    let service = tower::ServiceBuilder::new()
-        .map_response(axum::response::IntoResponse::into_response)
-        .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-            axum::http::header::CACHE_CONTROL,
-            axum::http::HeaderValue::from_static("no-cache"),
-        ))
+    Router::new()
+        .fallback_service(tower_http::services::ServeDir::new(dir))
+        .layer(axum::middleware::from_fn(cache_control))
         // Brotli's default level takes seconds on a megabyte of wasm; level 5 keeps most of
         // the gain at a few milliseconds.
         .layer(
             tower_http::compression::CompressionLayer::new()
                 .quality(tower_http::CompressionLevel::Precise(5)),
         )
-        .service(tower_http::services::ServeDir::new(dir));
-    tower::util::BoxCloneSyncService::new(service)
+}
+
+async fn cache_control(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let hashed = is_hashed(req.uri().path());
+    let mut res = next.run(req).await;
+    let value = if hashed && res.status().is_success() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    res.headers_mut().insert(
+        axum::http::header::CACHE_CONTROL,
+        axum::http::HeaderValue::from_static(value),
+    );
+    res
+}
+
+/// `comfyui-bridge.<hash>.wasm`: cargo-leptos names a file by its MD5, 22 characters of
+/// unpadded base64url, between the name and the extension.
+fn is_hashed(path: &str) -> bool {
+    let name = path.rsplit('/').next().unwrap_or_default();
+    let parts: Vec<&str> = name.split('.').collect();
+    parts.len() >= 3
+        && parts[1..parts.len() - 1].iter().any(|p| {
+            p.len() == 22
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+}
+
+/// Whether the build beside this binary hashed the web app's file names: cargo-leptos then
+/// writes their hashes to `hash.txt` next to the server it built.
+fn hashed_build() -> bool {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.join("hash.txt")))
+        .is_some_and(|p| p.exists())
 }
 
 /// The web app's settings, from the bridge's own configuration, so the binary runs the same
@@ -239,6 +269,7 @@ fn leptos_options(config: &Config) -> LeptosOptions {
         .output_name("comfyui-bridge")
         .site_root(config.site_root.to_string_lossy().to_string())
         .site_pkg_dir("pkg")
+        .hash_files(hashed_build())
         .site_addr(config.listen)
         .build()
 }

@@ -13,6 +13,13 @@ fn site() -> std::path::PathBuf {
     let js = "export function hydrate() { console.log('hydrating the web app'); }\n".repeat(400);
     std::fs::write(pkg.join("comfyui-bridge.js"), js).unwrap();
     std::fs::write(pkg.join("comfyui-bridge.wasm"), vec![0u8; 64 * 1024]).unwrap();
+    std::fs::write(pkg.join("comfyui-bridge.css"), "body { margin: 0; }\n").unwrap();
+    // As cargo-leptos names a file with `hash-files`: its MD5 in unpadded base64url.
+    std::fs::write(
+        pkg.join("comfyui-bridge.3q2-7wAAAAAAAAAAAAAAAA.wasm"),
+        [0u8; 16],
+    )
+    .unwrap();
     dir
 }
 
@@ -56,6 +63,16 @@ async fn the_web_apps_files_are_compressed_and_revalidated() {
     assert_eq!(res.status(), 304);
     assert!(res.bytes().await.unwrap().is_empty());
 
+    // A name with its content's hash never changes: kept for a year without asking.
+    let res = h
+        .fetch("/pkg/comfyui-bridge.3q2-7wAAAAAAAAAAAAAAAA.wasm")
+        .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+
     let res = h.fetch("/pkg/nothing-here.js").await;
     assert_eq!(res.status(), 404);
     let _ = std::fs::remove_dir_all(dir);
@@ -70,10 +87,11 @@ async fn every_page_preloads_files_that_exist() {
         .split("href=\"")
         .skip(1)
         .filter_map(|rest| rest.split('"').next())
-        .filter(|href| href.starts_with("/pkg/") && !href.ends_with(".css"))
+        .filter(|href| href.starts_with("/pkg/"))
         .collect();
     assert!(
-        preloaded.contains(&"/pkg/comfyui-bridge.wasm"),
+        preloaded.contains(&"/pkg/comfyui-bridge.wasm")
+            && preloaded.contains(&"/pkg/comfyui-bridge.css"),
         "{preloaded:?}"
     );
     for href in preloaded {
