@@ -33,6 +33,10 @@ test("the gallery keeps what was made: search, details, delete, and after a relo
   await page.locator("input[name=search]").fill(`${tag} whale`);
   await page.getByRole("button", { name: "Search" }).click();
   await expect(page.locator(".gallery .count")).toHaveText("1 image");
+  // A search without hits says so, rather than that the gallery is empty.
+  await page.locator("input[name=search]").fill(`${tag} unicorn`);
+  await page.getByRole("button", { name: "Search" }).click();
+  await expect(page.getByText("No images match this search.")).toBeVisible();
 
   await page.locator("input[name=search]").fill(tag);
   await page.getByRole("button", { name: "Search" }).click();

@@ -47,3 +47,25 @@ test("the web app's files carry their content hash and are cached for good", asy
     expect(file.cache, file.url).toBe("public, max-age=31536000, immutable");
   }
 });
+
+test("Ctrl+Enter generates, and a seed that is not a number is said, not replaced", async ({ page }) => {
+  await page.goto("/");
+  await chooseModel(page, "weightfree-txt2img");
+  await page.locator("select[name=size]").selectOption("64x64");
+  const seed = page.locator("input[name=seed]");
+  await seed.fill("-5");
+  await expect(page.locator("#seed-problem")).toContainText("A seed is a whole number");
+  await expect(seed).toHaveAttribute("aria-invalid", "true");
+  await page.locator("textarea[name=prompt]").fill("a paper boat");
+  await page.keyboard.press("Control+Enter");
+  // Nothing was sent with a made-up seed.
+  await page.waitForTimeout(500);
+  await expect(page.locator(".results img.final")).toHaveCount(0);
+
+  await seed.fill("123");
+  await expect(page.locator("#seed-problem")).toBeEmpty();
+  await page.locator("textarea[name=prompt]").focus();
+  await page.keyboard.press("Control+Enter");
+  await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
+  await expect(page.locator(".results figcaption")).toContainText("seed 123");
+});

@@ -81,13 +81,15 @@ pub fn EditPage() -> impl IntoView {
         let (form, run) = (form.clone(), run.clone());
         move |ev: leptos::ev::SubmitEvent| {
             ev.prevent_default();
-            browser::submit(&form, &run);
+            if super::shortcuts::seed_problem(&form.seed.get_untracked()).is_none() {
+                browser::submit(&form, &run);
+            }
         }
     };
     view! {
         <section class="card">
             <h2>"Edit"</h2>
-            <form on:submit=on_submit class="generate edit">
+            <form on:submit=on_submit class="generate edit" on:keydown=super::shortcuts::submit_on_ctrl_enter>
                 {picker(&form)}
                 {mask_tools(&form)}
                 <label>"Prompt"

@@ -70,6 +70,7 @@ pub fn GalleryView() -> impl IntoView {
     };
     let (data_view, open_set, page_nav, model_sel) =
         (data.clone(), open.clone(), page.clone(), model.clone());
+    let (search_shown, model_shown) = (search.clone(), model.clone());
     view! {
         <section class="card gallery">
             <h2>"Gallery"</h2>
@@ -103,9 +104,17 @@ pub fn GalleryView() -> impl IntoView {
                         {hint.map(|h| view! { <p class="muted">{h}</p> })}
                     }.into_any()
                 }
-                Some(Ok(p)) if p.items.is_empty() => view! {
-                    <p class="muted">"No images yet. Make some on the Generate page or through the API."</p>
-                }.into_any(),
+                Some(Ok(p)) if p.items.is_empty() => {
+                    let filtered = !search_shown.get_untracked().trim().is_empty()
+                        || !model_shown.get_untracked().is_empty();
+                    if filtered {
+                        view! { <p class="muted">"No images match this search."</p> }.into_any()
+                    } else {
+                        view! {
+                            <p class="muted">"No images yet. Make some on the Generate page or through the API."</p>
+                        }.into_any()
+                    }
+                }
                 Some(Ok(p)) => {
                     let pages = p.total.div_ceil(u64::from(PER_PAGE)).max(1);
                     let current = page_nav.get_untracked();

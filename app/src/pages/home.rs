@@ -113,6 +113,10 @@ fn Generator(prefill: Prefill) -> impl IntoView {
         let (sampler, scheduler) = (sampler.clone(), scheduler.clone());
         move |ev: leptos::ev::SubmitEvent| {
             ev.prevent_default();
+            // A seed that is not one is said under the field, never replaced by a random one.
+            if super::shortcuts::seed_problem(&seed.get_untracked()).is_some() {
+                return;
+            }
             // Fields the model does not take stay unsent, whatever they hold from another model.
             let takes = inputs.get_untracked();
             let given = |taken: fn(&ModelInputs) -> bool, value: String| {
@@ -152,7 +156,7 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     view! {
         <section class="card">
             <h2>"Generate"</h2>
-            <form on:submit=on_submit class="generate"
+            <form on:submit=on_submit class="generate" on:keydown=super::shortcuts::submit_on_ctrl_enter
                 on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
                 on:drop=move |ev| browser::drop_image(&fields, ev)>
                 <p class="muted hint">"Drop or paste a PNG to reuse the settings it was made with."</p>

@@ -9,5 +9,6 @@ mod key;
 #[cfg(feature = "hydrate")]
 mod local_images;
 mod results;
+mod shortcuts;
 mod sizes;
 pub mod stream;

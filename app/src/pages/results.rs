@@ -234,7 +234,8 @@ pub(super) fn count_and_seed(
     count: ArcRwSignal<u32>,
     seed: ArcRwSignal<String>,
 ) -> impl IntoView + use<> {
-    let seed_in = seed.clone();
+    let (seed_in, seed_check, seed_message) = (seed.clone(), seed.clone(), seed.clone());
+    let problem = move || seed_check.with(|s| super::shortcuts::seed_problem(s));
     view! {
         <label>"Images"
             <select name="n" on:change=move |ev| count.set(event_target_value(&ev).parse().unwrap_or(1))>
@@ -242,9 +243,17 @@ pub(super) fn count_and_seed(
             </select>
         </label>
         <label>"Seed"
-            <input name="seed" inputmode="numeric" placeholder="random"
+            // The pattern lets the browser stop the form and point at the field; the message
+            // below says why in words.
+            <input name="seed" inputmode="numeric" placeholder="random" pattern=r"\s*\d{1,20}\s*"
+                title="A whole number, or blank for a random seed"
+                aria-invalid=move || problem().is_some().to_string()
+                aria-describedby="seed-problem"
                 prop:value=move || seed.get()
                 on:input=move |ev| seed_in.set(event_target_value(&ev))/>
+            <span id="seed-problem" class="error field-error" aria-live="polite">
+                {move || seed_message.with(|s| super::shortcuts::seed_problem(s))}
+            </span>
         </label>
     }
 }
