@@ -24,7 +24,7 @@ pub mod ports {
     use std::{future::Future, pin::Pin, sync::Arc};
 
     use super::BridgeOverview;
-    use crate::api::gallery::{GalleryPage, GalleryQuery};
+    use crate::api::gallery::{GalleryPage, GalleryQuery, GalleryRefusal};
 
     type Reply<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -39,15 +39,27 @@ pub mod ports {
             &self,
             query: GalleryQuery,
             api_key: String,
-        ) -> Reply<'_, Result<GalleryPage, String>>;
+        ) -> Reply<'_, Result<GalleryPage, GalleryRefusal>>;
         fn delete_from_gallery(
             &self,
             id: String,
             api_key: String,
-        ) -> Reply<'_, Result<bool, String>>;
+        ) -> Reply<'_, Result<bool, GalleryRefusal>>;
     }
 
     pub type SharedOverview = Arc<dyn OverviewPort>;
+}
+
+/// A gallery refusal answers with its own status (401 for a missing or wrong key), not 500.
+#[cfg(feature = "ssr")]
+fn refused(refusal: crate::api::gallery::GalleryRefusal) -> ServerFnError {
+    use leptos::server_fn::http_export::StatusCode;
+    if let Some(response) = use_context::<leptos_axum::ResponseOptions>() {
+        response.set_status(
+            StatusCode::from_u16(refusal.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        );
+    }
+    ServerFnError::new(refusal.message())
 }
 
 #[cfg(feature = "ssr")]
@@ -77,10 +89,7 @@ pub async fn list_gallery(
     query: GalleryQuery,
     api_key: String,
 ) -> Result<GalleryPage, ServerFnError> {
-    port()?
-        .gallery(query, api_key)
-        .await
-        .map_err(ServerFnError::new)
+    port()?.gallery(query, api_key).await.map_err(refused)
 }
 
 #[server(endpoint = "gallery/delete", input = server_fn::codec::Json)]
@@ -88,5 +97,5 @@ pub async fn delete_from_gallery(id: String, api_key: String) -> Result<bool, Se
     port()?
         .delete_from_gallery(id, api_key)
         .await
-        .map_err(ServerFnError::new)
+        .map_err(refused)
 }

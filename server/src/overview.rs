@@ -3,7 +3,7 @@
 use std::{future::Future, pin::Pin, sync::Arc};
 
 use app::{
-    api::gallery::{GalleryPage, GalleryQuery},
+    api::gallery::{GalleryPage, GalleryQuery, GalleryRefusal},
     server_fns::{
         BridgeOverview,
         ports::{OverviewPort, SharedOverview},
@@ -37,22 +37,26 @@ impl OverviewPort for Overview {
         &self,
         query: GalleryQuery,
         api_key: String,
-    ) -> Reply<'_, Result<GalleryPage, String>> {
+    ) -> Reply<'_, Result<GalleryPage, GalleryRefusal>> {
         Box::pin(async move {
             let gallery = self.open_gallery(&api_key)?;
             gallery.list(&query).await.map_err(|e| {
                 tracing::error!(error = %e, "could not read the gallery");
-                "The gallery could not be read.".to_string()
+                GalleryRefusal::Failed("The gallery could not be read.".to_string())
             })
         })
     }
 
-    fn delete_from_gallery(&self, id: String, api_key: String) -> Reply<'_, Result<bool, String>> {
+    fn delete_from_gallery(
+        &self,
+        id: String,
+        api_key: String,
+    ) -> Reply<'_, Result<bool, GalleryRefusal>> {
         Box::pin(async move {
             let gallery = self.open_gallery(&api_key)?;
             gallery.delete(&id).await.map_err(|e| {
                 tracing::error!(error = %e, "could not delete from the gallery");
-                "The image could not be deleted.".to_string()
+                GalleryRefusal::Failed("The image could not be deleted.".to_string())
             })
         })
     }
@@ -60,14 +64,15 @@ impl OverviewPort for Overview {
 
 impl Overview {
     /// The gallery, for a caller holding the API key when the server has one.
-    fn open_gallery(&self, api_key: &str) -> Result<&Gallery, String> {
+    fn open_gallery(&self, api_key: &str) -> Result<&Gallery, GalleryRefusal> {
         if !self.0.auth.accepts(api_key) {
-            return Err(ApiError::Unauthorized.to_string());
+            return Err(GalleryRefusal::Unauthorized(
+                ApiError::Unauthorized.to_string(),
+            ));
         }
-        self.0
-            .gallery
-            .gallery()
-            .ok_or_else(|| "The gallery is off on this server (GALLERY=off).".to_string())
+        self.0.gallery.gallery().ok_or_else(|| {
+            GalleryRefusal::Off("The gallery is off on this server (GALLERY=off).".to_string())
+        })
     }
 }
 

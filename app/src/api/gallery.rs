@@ -42,3 +42,32 @@ pub struct GalleryPage {
     /// Every model with an image in the gallery, for the filter.
     pub models: Vec<String>,
 }
+
+/// Why the gallery refused a call from the web app, with the HTTP status it answers with.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum GalleryRefusal {
+    /// The server needs an API key and the call brought none, or a wrong one.
+    Unauthorized(String),
+    /// `GALLERY=off`.
+    Off(String),
+    /// Reading or writing the gallery failed on the server.
+    Failed(String),
+}
+
+impl GalleryRefusal {
+    pub fn status(&self) -> u16 {
+        match self {
+            GalleryRefusal::Unauthorized(_) => 401,
+            GalleryRefusal::Off(_) => 404,
+            GalleryRefusal::Failed(_) => 500,
+        }
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            GalleryRefusal::Unauthorized(m)
+            | GalleryRefusal::Off(m)
+            | GalleryRefusal::Failed(m) => m,
+        }
+    }
+}
