@@ -13,7 +13,25 @@ BINARYEN_VERSION="132.0.0"
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
+# Each clone path and test edit leaves another set of linked test binaries (hundreds of MB each)
+# and incremental state behind; a full disk then fails the linker with a bus error. When the
+# disk runs low, drop what cargo can relink or rebuild, and keep the compiled dependencies.
+prune_target() {
+    local free_gb
+    mkdir -p "$CARGO_TARGET_DIR"
+    free_gb="$(df -Pk "$CARGO_TARGET_DIR" | awk 'NR==2 {print int($4 / 1048576)}')"
+    [ "$free_gb" -ge 20 ] && return 0
+    say "only ${free_gb} GB free: removing old test binaries and incremental state from $CARGO_TARGET_DIR"
+    local profile
+    for profile in debug release; do
+        [ -d "$CARGO_TARGET_DIR/$profile" ] || continue
+        find "$CARGO_TARGET_DIR/$profile/deps" -maxdepth 1 -type f ! -name '*.*' -delete 2>/dev/null || true
+        rm -rf "$CARGO_TARGET_DIR/$profile/incremental"
+    done
+}
+
 setup_rust() {
+    prune_target
     local toolchain
     toolchain="$(sed -n 's/^channel *= *"\(.*\)"/\1/p' "$ROOT/rust-toolchain.toml")"
     if ! rustup run "$toolchain" rustc --version >/dev/null 2>&1 \
@@ -52,7 +70,7 @@ setup_python() {
     fi
     if ! "$venv/bin/python" -c 'import openai, pytest' >/dev/null 2>&1 \
         || ! cmp -s "$ROOT/tests/sdk/requirements.txt" "$venv/requirements.txt"; then
-        say "installing the OpenAI Python SDK"
+        say "installing the Python test packages (OpenAI SDK, pytest, an S3 server)"
         "$venv/bin/pip" install --quiet --disable-pip-version-check -r "$ROOT/tests/sdk/requirements.txt"
         cp "$ROOT/tests/sdk/requirements.txt" "$venv/requirements.txt"
     fi
