@@ -91,3 +91,56 @@ setup_browser() {
         (cd "$ROOT/end2end" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --silent)
     fi
 }
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# Commands run when the sourcing script exits, last added first.
+EXIT_STEPS=()
+on_exit() {
+    EXIT_STEPS=("$1" "${EXIT_STEPS[@]}")
+    trap 'for step in "${EXIT_STEPS[@]}"; do eval "$step" || true; done' EXIT
+}
+
+# A throwaway PostgreSQL (Debian's package, installed when missing) in a temporary directory on
+# a free port, removed on exit; its URL in TEST_DATABASE_URL. The server refuses to run as root,
+# so as root it runs as the `postgres` user the package creates.
+start_postgres() {
+    if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1; then
+        say "installing PostgreSQL (Debian package)"
+        local sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq postgresql >/dev/null
+    fi
+    local bin port
+    bin="$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)"
+    port="$(free_port)"
+    PG_DIR="$(mktemp -d)"
+    PG_AS=()
+    if [ "$(id -u)" -eq 0 ]; then
+        chown postgres "$PG_DIR"
+        PG_AS=(runuser -u postgres --)
+    fi
+    "${PG_AS[@]}" "$bin/initdb" -D "$PG_DIR/data" -U bridge --auth=trust -E UTF8 >/dev/null
+    on_exit "\"\${PG_AS[@]}\" \"$bin/pg_ctl\" -D \"$PG_DIR/data\" -m immediate stop >/dev/null 2>&1; rm -rf \"$PG_DIR\""
+    # Durability is not under test here: without fsync the suite runs faster.
+    "${PG_AS[@]}" "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/log" -w \
+        -o "-p $port -k $PG_DIR -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300" \
+        start >/dev/null
+    export TEST_DATABASE_URL="postgres://bridge@127.0.0.1:$port/postgres"
+}
+
+# An S3-compatible server (moto, from the Python test packages) on a free port, stopped on
+# exit; its URL in TEST_S3_ENDPOINT.
+start_s3() {
+    local port
+    port="$(free_port)"
+    "$(dirname "$SDK_PYTHON")/moto_server" -H 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+    local pid=$!
+    on_exit "kill $pid 2>/dev/null; wait $pid 2>/dev/null"
+    for _ in $(seq 1 100); do
+        curl -fsS "http://127.0.0.1:$port/" >/dev/null 2>&1 && break
+        sleep 0.1
+    done
+    export TEST_S3_ENDPOINT="http://127.0.0.1:$port"
+}

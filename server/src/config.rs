@@ -118,9 +118,19 @@ pub struct Config {
     #[arg(long, env = "OPENAI_MODEL_NAMES", default_value_t = true, action = clap::ArgAction::Set)]
     pub openai_model_names: bool,
 
-    /// Directory for images served by URL.
+    /// Directory for the gallery's database and, unless STORAGE_URL is set, image files.
     #[arg(long, env = "DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
+    /// PostgreSQL for state several bridges share (`postgres://user:password@host/db`): the
+    /// gallery. Unset: SQLite under DATA_DIR.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+    /// Where image files are kept: unset for DATA_DIR (a volume several bridges mount works),
+    /// or `s3://bucket/prefix` for S3-compatible storage, configured by the usual AWS_*
+    /// variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+    /// AWS_ALLOW_HTTP).
+    #[arg(long, env = "STORAGE_URL")]
+    pub storage_url: Option<String>,
     /// Which images the gallery under DATA_DIR keeps: `all` (the API's and the web app's),
     /// `ui` (the web app's, and requests that send `X-Bridge-Gallery: keep`) or `off`.
     #[arg(long, env = "GALLERY", value_enum, default_value_t = GalleryMode::All)]

@@ -181,6 +181,12 @@ impl ApiError {
         ))
     }
 
+    /// The image storage failed (a disk, or an S3 server, is unreachable or full): the client
+    /// sees a 500, the log the cause.
+    pub fn storage(e: anyhow::Error) -> Self {
+        ApiError::Internal(format!("image storage: {e:#}"))
+    }
+
     fn class(&self) -> Class {
         let client = |status, code| Class {
             status,

@@ -5,6 +5,7 @@
 mod auth;
 pub mod comfy;
 pub mod config;
+pub mod db;
 mod deliver;
 pub mod error;
 mod extract;
@@ -14,6 +15,7 @@ pub mod jobs;
 mod metadata;
 mod metrics;
 mod models;
+pub mod objects;
 mod overview;
 mod routes;
 mod routing;
@@ -39,10 +41,12 @@ use crate::{
     auth::Auth,
     comfy::ComfyPool,
     config::Config,
+    db::Db,
     deliver::Delivery,
     gallery::{Gallery, GalleryState},
     jobs::Jobs,
     models::Models,
+    objects::Objects,
     state::AppState,
     storage::ImageStore,
     validate::Checks,
@@ -103,18 +107,20 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
             .context("loading the workflows")?
     };
     models.watch(shutdown.clone());
-    let images = ImageStore::open(
-        &config.data_dir,
+    let objects = Objects::open(config.storage_url.as_deref(), &config.data_dir)
+        .await
+        .context("opening the image storage")?;
+    let images = ImageStore::new(
+        objects.clone(),
         config.image_retention(),
         config.public_url.as_deref(),
-    )
-    .await
-    .with_context(|| format!("opening the data directory {}", config.data_dir.display()))?;
+    );
     images.spawn_sweeper(shutdown.clone());
     let gallery = if config.gallery != config::GalleryMode::Off {
-        let gallery = Gallery::open(&config.data_dir, config.gallery_retention())
+        let db = Db::open(config.database_url.as_deref(), &config.data_dir).await?;
+        let gallery = Gallery::open(db, objects, config.gallery_retention())
             .await
-            .with_context(|| format!("opening the gallery in {}", config.data_dir.display()))?;
+            .context("opening the gallery")?;
         gallery.sweep_by_age(shutdown.clone());
         Some(gallery)
     } else {

@@ -1,37 +1,31 @@
-//! Images served by URL (`response_format: "url"`): files under the data directory with
+//! Images served by URL (`response_format: "url"`): files in the image storage with
 //! unguessable names, removed after the retention time, and the URLs that name them.
 
-use std::{
-    path::{Path, PathBuf},
-    time::{Duration, SystemTime},
-};
+use std::time::Duration;
 
 use app::api::images::OutputFormat;
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
+use futures::TryStreamExt;
 use tokio_util::sync::CancellationToken;
+
+use crate::objects::{Object, Objects, now_ms};
 
 #[derive(Clone)]
 pub struct ImageStore {
-    dir: PathBuf,
+    objects: Objects,
     retention: Duration,
     /// `PUBLIC_URL`, without a trailing slash.
     public_url: Option<String>,
 }
 
 impl ImageStore {
-    pub async fn open(
-        data_dir: &Path,
-        retention: Duration,
-        public_url: Option<&str>,
-    ) -> std::io::Result<Self> {
-        let dir = data_dir.join("images");
-        tokio::fs::create_dir_all(&dir).await?;
-        Ok(ImageStore {
-            dir,
+    pub fn new(objects: Objects, retention: Duration, public_url: Option<&str>) -> Self {
+        ImageStore {
+            objects,
             retention,
             public_url: public_url.map(|u| u.trim_end_matches('/').to_string()),
-        })
+        }
     }
 
     /// The base of absolute image URLs: the configured public URL, else the request's own host.
@@ -52,35 +46,35 @@ impl ImageStore {
         format!("{base}/images/{name}")
     }
 
-    /// The file behind a URL this store handed out under `base`; `None` for any other URL.
-    pub fn own(&self, base: &str, url: &str) -> Option<PathBuf> {
+    /// The name of the image behind a URL this store handed out under `base`; `None` for any
+    /// other URL.
+    pub fn own<'u>(&self, base: &str, url: &'u str) -> Option<&'u str> {
         let name = url.strip_prefix(base)?.strip_prefix("/images/")?;
-        self.path_of(name).map(|(path, _)| path)
+        mime_of(name).map(|_| name)
     }
 
-    /// Stores an image and returns its file name (`<32 hex>.<ext>`). The write goes to a
-    /// temporary name first, so a reader never sees half a file.
-    pub async fn put(&self, data: &Bytes, format: OutputFormat) -> std::io::Result<String> {
+    /// Stores an image and returns its file name (`<32 hex>.<ext>`).
+    pub async fn put(&self, data: &Bytes, format: OutputFormat) -> anyhow::Result<String> {
         let name = format!("{}.{}", uuid::Uuid::new_v4().simple(), format.extension());
-        let tmp = self.dir.join(format!(".{name}.tmp"));
-        tokio::fs::write(&tmp, data).await?;
-        tokio::fs::rename(&tmp, self.dir.join(&name)).await?;
+        self.objects.put(&key(&name), data.clone()).await?;
         Ok(name)
     }
 
-    /// The path of a stored image, only for names this store could have made: no client
-    /// string ever becomes a path by itself.
-    pub fn path_of(&self, name: &str) -> Option<(PathBuf, &'static str)> {
-        let (stem, ext) = name.split_once('.')?;
-        let valid_stem =
-            stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
-        let mime = match ext {
-            "png" => "image/png",
-            "jpeg" => "image/jpeg",
-            "webp" => "image/webp",
-            _ => return None,
+    /// A stored image and its type, only for names this store could have made: no client
+    /// string ever becomes a key by itself. `None` when there is no such image (any more).
+    pub async fn get(&self, name: &str) -> anyhow::Result<Option<(Object, &'static str)>> {
+        let Some(mime) = mime_of(name) else {
+            return Ok(None);
         };
-        valid_stem.then(|| (self.dir.join(name), mime))
+        Ok(self.objects.get(&key(name)).await?.map(|o| (o, mime)))
+    }
+
+    /// The whole of a stored image; `None` when it has expired (or never was).
+    pub async fn read(&self, name: &str) -> anyhow::Result<Option<Bytes>> {
+        if mime_of(name).is_none() {
+            return Ok(None);
+        }
+        self.objects.read(&key(name)).await
     }
 
     /// Deletes expired images every minute until shutdown.
@@ -90,28 +84,45 @@ impl ImageStore {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
             loop {
                 tokio::select! {
-                    _ = tick.tick() => store.sweep().await,
+                    _ = tick.tick() => {
+                        if let Err(e) = store.sweep().await {
+                            tracing::warn!(error = %e, "could not remove expired images");
+                        }
+                    }
                     () = shutdown.cancelled() => return,
                 }
             }
         });
     }
 
-    pub async fn sweep(&self) {
-        let Ok(mut entries) = tokio::fs::read_dir(&self.dir).await else {
-            return;
-        };
-        let now = SystemTime::now();
-        while let Ok(Some(entry)) = entries.next_entry().await {
-            let expired = match entry.metadata().await.and_then(|m| m.modified()) {
-                Ok(modified) => now.duration_since(modified).unwrap_or_default() > self.retention,
-                Err(_) => false,
-            };
-            if expired && let Err(e) = tokio::fs::remove_file(entry.path()).await {
-                tracing::warn!(error = %e, "could not remove an expired image");
+    pub async fn sweep(&self) -> anyhow::Result<()> {
+        let before = now_ms() - i64::try_from(self.retention.as_millis()).unwrap_or(i64::MAX);
+        let mut files = self.objects.list("images");
+        while let Some(file) = files.try_next().await? {
+            if file.modified_ms < before {
+                self.objects.delete(&file.key).await?;
             }
         }
+        Ok(())
     }
+}
+
+fn key(name: &str) -> String {
+    format!("images/{name}")
+}
+
+/// The type of an image by its name, for names of the store's own scheme only.
+fn mime_of(name: &str) -> Option<&'static str> {
+    let (stem, ext) = name.split_once('.')?;
+    let valid_stem =
+        stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let mime = match ext {
+        "png" => "image/png",
+        "jpeg" => "image/jpeg",
+        "webp" => "image/webp",
+        _ => return None,
+    };
+    valid_stem.then_some(mime)
 }
 
 #[cfg(test)]
@@ -119,9 +130,10 @@ mod tests {
     use super::*;
 
     /// A store in a fresh temporary directory, holding one image.
-    async fn store_with_one_image(retention: Duration) -> (PathBuf, ImageStore, String) {
+    async fn store_with_one_image(retention: Duration) -> (std::path::PathBuf, ImageStore, String) {
         let dir = std::env::temp_dir().join(format!("store-test-{}", uuid::Uuid::new_v4()));
-        let store = ImageStore::open(&dir, retention, None).await.unwrap();
+        let objects = Objects::open(None, &dir).await.unwrap();
+        let store = ImageStore::new(objects, retention, None);
         let name = store
             .put(&Bytes::from_static(b"x"), OutputFormat::Png)
             .await
@@ -132,9 +144,8 @@ mod tests {
     #[tokio::test]
     async fn only_store_made_names_resolve() {
         let (dir, store, name) = store_with_one_image(Duration::from_secs(60)).await;
-        let (path, mime) = store.path_of(&name).unwrap();
-        assert_eq!(mime, "image/png");
-        assert_eq!(tokio::fs::read(path).await.unwrap(), b"x");
+        assert_eq!(mime_of(&name), Some("image/png"));
+        assert_eq!(store.read(&name).await.unwrap().unwrap(), &b"x"[..]);
         for bad in [
             "../etc/passwd",
             "abc.png",
@@ -142,7 +153,8 @@ mod tests {
             &format!("{}.html", &name[..32]),
             "0123456789abcdef0123456789ABCDEF.png",
         ] {
-            assert!(store.path_of(bad).is_none(), "{bad}");
+            assert!(mime_of(bad).is_none(), "{bad}");
+            assert!(store.read(bad).await.unwrap().is_none(), "{bad}");
         }
         let _ = tokio::fs::remove_dir_all(dir).await;
     }
@@ -151,8 +163,9 @@ mod tests {
     async fn sweep_removes_expired_images() {
         let (dir, store, name) = store_with_one_image(Duration::from_millis(1)).await;
         tokio::time::sleep(Duration::from_millis(20)).await;
-        store.sweep().await;
-        assert!(!store.path_of(&name).unwrap().0.exists());
+        store.sweep().await.unwrap();
+        assert!(store.read(&name).await.unwrap().is_none());
+        assert!(!dir.join("images").join(&name).exists());
         let _ = tokio::fs::remove_dir_all(dir).await;
     }
 }

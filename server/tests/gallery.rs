@@ -10,7 +10,9 @@ use common::*;
 use serde_json::{Value, json};
 use server::{
     config::GalleryMode,
+    db::Db,
     gallery::{Gallery, Retention},
+    objects::Objects,
 };
 
 fn gallery(h: &Harness) -> &Gallery {
@@ -20,6 +22,54 @@ fn gallery(h: &Harness) -> &Gallery {
         .gallery()
         .expect("the gallery is on by default")
 }
+
+/// The database a test's gallery is on.
+#[derive(Clone, Copy)]
+enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+/// A bridge whose gallery is on `engine`: SQLite under its data directory, or a fresh database
+/// on the PostgreSQL server the tests are given.
+async fn start_on(engine: Engine, tune: impl FnOnce(&mut server::config::Config)) -> Harness {
+    let url = match engine {
+        Engine::Sqlite => None,
+        Engine::Postgres => Some(fresh_database().await),
+    };
+    start_with(|c| {
+        c.database_url = url;
+        tune(c);
+    })
+    .await
+}
+
+/// The gallery's behaviour is the same on either database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Engine::Sqlite).await
+            })*
+        }
+        mod on_postgresql {
+            $(#[tokio::test]
+            async fn $name() {
+                super::$name(super::Engine::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_databases!(
+    every_image_made_is_kept_with_how_it_was_made,
+    search_filter_and_pages,
+    deleting_removes_row_and_files,
+    the_oldest_images_go_first_past_a_count,
+    the_gallery_stays_within_its_megabytes,
+    images_past_the_age_limit_leave,
+);
 
 async fn list(h: &Harness, query: GalleryQuery) -> GalleryPage {
     gallery(h).list(&query).await.expect("gallery list")
@@ -44,9 +94,8 @@ async fn wait_for(h: &Harness, n: u64) -> GalleryPage {
     panic!("the gallery never reached {n} images");
 }
 
-#[tokio::test]
-async fn every_image_made_is_kept_with_how_it_was_made() {
-    let h = start().await;
+async fn every_image_made_is_kept_with_how_it_was_made(engine: Engine) {
+    let h = start_on(engine, |_| {}).await;
     let (status, body) = h
         .generate(
             json!({"model": MODEL, "prompt": "a red fox", "size": "256x256", "n": 2,
@@ -87,9 +136,8 @@ async fn every_image_made_is_kept_with_how_it_was_made() {
     }
 }
 
-#[tokio::test]
-async fn search_filter_and_pages() {
-    let h = start().await;
+async fn search_filter_and_pages(engine: Engine) {
+    let h = start_on(engine, |_| {}).await;
     for (model, prompt) in [
         (MODEL, "a red fox"),
         (MODEL, "a blue whale"),
@@ -145,9 +193,8 @@ async fn search_filter_and_pages() {
     assert_eq!(second.items[0].prompt, "a red fox", "the oldest is last");
 }
 
-#[tokio::test]
-async fn deleting_removes_row_and_files() {
-    let h = start().await;
+async fn deleting_removes_row_and_files(engine: Engine) {
+    let h = start_on(engine, |_| {}).await;
     h.generate(json!({"model": MODEL, "prompt": "x", "size": "64x64"}))
         .await;
     let item = wait_for(&h, 1).await.items.remove(0);
@@ -175,9 +222,13 @@ async fn the_gallery_survives_a_restart_and_sweeps_what_a_crash_left() {
     let tmp = data_dir.join("gallery").join(".cd.png.tmp");
     std::fs::write(&tmp, b"half").unwrap();
 
-    let reopened = Gallery::open(&data_dir, Retention::default())
-        .await
-        .unwrap();
+    let reopened = Gallery::open(
+        Db::open(None, &data_dir).await.unwrap(),
+        Objects::open(None, &data_dir).await.unwrap(),
+        Retention::default(),
+    )
+    .await
+    .unwrap();
     let after = reopened.list(&all()).await.unwrap();
     assert_eq!(after.items, before.items);
     assert!(!stray.exists() && !tmp.exists());
@@ -378,9 +429,8 @@ fn files_on_disk(h: &Harness) -> (usize, usize, u64) {
     (images.len(), files(dir.join("thumbs")).len(), bytes)
 }
 
-#[tokio::test]
-async fn the_oldest_images_go_first_past_a_count() {
-    let h = start_with(|c| c.gallery_max_images = Some(3)).await;
+async fn the_oldest_images_go_first_past_a_count(engine: Engine) {
+    let h = start_on(engine, |c| c.gallery_max_images = Some(3)).await;
     for i in 0..5 {
         keep_one(&h, &format!("picture {i}"), "64x64").await;
     }
@@ -391,9 +441,8 @@ async fn the_oldest_images_go_first_past_a_count() {
     assert_eq!((images, thumbs), (3, 3), "rows and files go together");
 }
 
-#[tokio::test]
-async fn the_gallery_stays_within_its_megabytes() {
-    let h = start_with(|c| c.gallery_max_mb = Some(1)).await;
+async fn the_gallery_stays_within_its_megabytes(engine: Engine) {
+    let h = start_on(engine, |c| c.gallery_max_mb = Some(1)).await;
     for i in 0..4 {
         keep_one(&h, &format!("noise {i}"), "512x512").await;
     }
@@ -405,9 +454,8 @@ async fn the_gallery_stays_within_its_megabytes() {
     assert_eq!((images, thumbs), (page.items.len(), page.items.len()));
 }
 
-#[tokio::test]
-async fn images_past_the_age_limit_leave() {
-    let h = start_with(|c| c.gallery_max_age_days = Some(1.5 / 86_400.0)).await;
+async fn images_past_the_age_limit_leave(engine: Engine) {
+    let h = start_on(engine, |c| c.gallery_max_age_days = Some(1.5 / 86_400.0)).await;
     keep_one(&h, "old", "64x64").await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     keep_one(&h, "new", "64x64").await;

@@ -152,10 +152,11 @@ impl Delivery {
                 out
             }
             Carrier::Url(base) => {
-                let name =
-                    self.store.put(&bytes, output.format).await.map_err(|e| {
-                        ApiError::Internal(format!("could not store an image: {e}"))
-                    })?;
+                let name = self
+                    .store
+                    .put(&bytes, output.format)
+                    .await
+                    .map_err(ApiError::storage)?;
                 ImageStore::link(base, &name)
             }
         })

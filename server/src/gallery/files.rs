@@ -1,9 +1,8 @@
-//! The gallery's files: written whole or not at all, and a thumbnail made once at write time.
+//! The gallery's files: their type, and a thumbnail made once at write time.
 
-use std::{io::Cursor, path::Path};
+use std::io::Cursor;
 
 use image::{ImageFormat, codecs::webp::WebPEncoder};
-use tokio::io::AsyncWriteExt;
 
 /// The longest edge of a thumbnail, in pixels.
 pub const THUMB_EDGE: u32 = 384;
@@ -15,21 +14,6 @@ pub fn extension(data: &[u8]) -> &'static str {
         Ok(ImageFormat::WebP) => "webp",
         _ => "png",
     }
-}
-
-/// Writes under a temporary name, flushes to disk, then renames: after a crash the file is
-/// either whole or not there (a stray temporary file is swept at start-up).
-pub async fn write_whole(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().to_string())
-        .unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.tmp"));
-    let mut file = tokio::fs::File::create(&tmp).await?;
-    file.write_all(data).await?;
-    file.sync_all().await?;
-    drop(file);
-    tokio::fs::rename(&tmp, path).await
 }
 
 /// A WebP thumbnail no larger than [`THUMB_EDGE`] on its longest edge, and the image's own

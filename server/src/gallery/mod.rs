@@ -1,28 +1,26 @@
-//! The gallery: every image the bridge makes, kept under the data directory with a row in
-//! SQLite (through sqlx; the schema and queries are plain SQL that PostgreSQL also takes).
-//! A write is complete or absent: files land under temporary names and are renamed only when
-//! whole, the row comes last, and files without a row are removed at start-up.
+//! The gallery: every image the bridge makes, its files in the image storage and a row in the
+//! database (SQLite, or PostgreSQL shared by several bridges). A write is complete or absent:
+//! each file is stored whole, the row comes last, and files without a row are removed at
+//! start-up.
 
 mod files;
 
-use std::{
-    path::{Path, PathBuf},
-    sync::Arc,
-    time::Duration,
-};
+use std::{sync::Arc, time::Duration};
 
 use app::api::gallery::{GalleryItem, GalleryPage, GalleryQuery};
 use bytes::Bytes;
-use sqlx::{
-    QueryBuilder, Row, Sqlite, SqlitePool,
-    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow},
-};
+use futures::TryStreamExt;
+use sqlx::{Row, any::AnyRow};
 use tokio::sync::{Semaphore, mpsc};
 
 pub use files::{THUMB_EDGE, thumbnail};
 
 pub use crate::config::Retention;
-use crate::jobs::Finished;
+use crate::{
+    db::{Db, Statement},
+    jobs::Finished,
+    objects::{Objects, now_ms},
+};
 
 /// The gallery as handlers see it; `None` inside with `GALLERY=off`. Which requests it keeps
 /// is decided when they are checked (`validate`).
@@ -60,10 +58,14 @@ pub struct NewImage {
 /// How often images past the age limit are looked for when nothing is being added.
 const AGE_SWEEP: Duration = Duration::from_secs(3600);
 
+/// A file without a row this old is left over from a crash; a younger one may be another
+/// bridge's image whose row is still on its way.
+const ORPHAN_AGE: Duration = Duration::from_secs(600);
+
 #[derive(Clone)]
 pub struct Gallery {
-    pool: SqlitePool,
-    dir: PathBuf,
+    db: Db,
+    objects: Objects,
     retention: Retention,
     /// One image is written at a time: a thumbnail decodes the whole image, and a burst of
     /// requests decoding at once would hold them all in memory and crowd out the replies.
@@ -108,24 +110,12 @@ impl Gallery {
         }
     }
 
-    /// Opens (or creates) the gallery under `data_dir`, brings its schema up to date, and
-    /// removes files a crash left without a row.
-    pub async fn open(data_dir: &Path, retention: Retention) -> anyhow::Result<Gallery> {
-        let dir = data_dir.join("gallery");
-        tokio::fs::create_dir_all(dir.join("thumbs")).await?;
-        let options = SqliteConnectOptions::new()
-            .filename(data_dir.join("gallery.db"))
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(options)
-            .await?;
-        sqlx::migrate!("./migrations").run(&pool).await?;
+    /// Opens the gallery on its database and storage, and removes files a crash left
+    /// without a row.
+    pub async fn open(db: Db, objects: Objects, retention: Retention) -> anyhow::Result<Gallery> {
         let gallery = Gallery {
-            pool,
-            dir,
+            db,
+            objects,
             retention,
             writing: Arc::new(Semaphore::new(1)),
         };
@@ -140,21 +130,26 @@ impl Gallery {
         let format = files::extension(&image.data);
         let file = format!("{id}.{format}");
         let thumb = format!("{id}.webp");
-        let path = self.dir.join(&file);
-        files::write_whole(&path, &image.data).await?;
         let bytes = image.data.len();
-        // On disk now: the bytes are not needed while this image waits for its thumbnail.
-        image.data = Bytes::new();
+        // Stored now: the bytes are not needed while this image waits for its thumbnail.
+        self.objects
+            .put(&key(&file, false), std::mem::take(&mut image.data))
+            .await?;
         let written = async {
-            // Thumbnails are made one at a time, from the file just written: images waiting
+            // Thumbnails are made one at a time, from the file just stored: images waiting
             // for their turn are not held in memory, and a burst of requests does not crowd
             // the replies out of the CPU.
             let _turn = self.writing.acquire().await?;
-            let (thumb_data, width, height) = {
-                let path = path.clone();
-                tokio::task::spawn_blocking(move || thumbnail(&std::fs::read(&path)?)).await??
-            };
-            files::write_whole(&self.dir.join("thumbs").join(&thumb), &thumb_data).await?;
+            let data = self
+                .objects
+                .read(&key(&file, false))
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("the stored image {file} is gone"))?;
+            let (thumb_data, width, height) =
+                tokio::task::spawn_blocking(move || thumbnail(&data)).await??;
+            self.objects
+                .put(&key(&thumb, true), Bytes::from(thumb_data))
+                .await?;
             sqlx::query(
                 "INSERT INTO gallery_images (id, created_at, prompt, negative_prompt, model, \
                  width, height, seed, steps, cfg, duration_ms, file, thumb, bytes) \
@@ -174,7 +169,7 @@ impl Gallery {
             .bind(&file)
             .bind(&thumb)
             .bind(bytes as i64)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
             // Still this image's turn: no other write races the count.
             self.prune().await?;
@@ -182,8 +177,8 @@ impl Gallery {
         }
         .await;
         if let Err(e) = written {
-            let _ = tokio::fs::remove_file(self.dir.join(&file)).await;
-            let _ = tokio::fs::remove_file(self.dir.join("thumbs").join(&thumb)).await;
+            let _ = self.objects.delete(&key(&file, false)).await;
+            let _ = self.objects.delete(&key(&thumb, true)).await;
             return Err(e);
         }
         Ok(id)
@@ -201,35 +196,35 @@ impl Gallery {
             .map(like_pattern)
             .collect();
         let model = query.model.as_deref().filter(|m| !m.is_empty());
-        let filtered = |select: &str| {
-            let mut q = QueryBuilder::<Sqlite>::new(select);
+        let filtered = |select: &str| -> anyhow::Result<Statement> {
+            let mut q = Statement::new(select);
             q.push(" FROM gallery_images WHERE 1 = 1");
             for word in &words {
                 q.push(" AND LOWER(prompt) LIKE ")
-                    .push_bind(word.clone())
+                    .bind(word.clone())?
                     .push(" ESCAPE '\\'");
             }
             if let Some(model) = model {
-                q.push(" AND model = ").push_bind(model.to_string());
+                q.push(" AND model = ").bind(model.to_string())?;
             }
-            q
+            Ok(q)
         };
-        let total: i64 = filtered("SELECT COUNT(*)")
-            .build()
-            .fetch_one(&self.pool)
+        let total: i64 = filtered("SELECT COUNT(*)")?
+            .query()
+            .fetch_one(self.db.pool())
             .await?
             .try_get(0)?;
         let mut page = filtered(
             "SELECT id, created_at, prompt, negative_prompt, model, width, height, seed, steps, \
              cfg, duration_ms, file, thumb",
-        );
+        )?;
         page.push(" ORDER BY created_at DESC, id DESC LIMIT ")
-            .push_bind(i64::from(per_page))
+            .bind(i64::from(per_page))?
             .push(" OFFSET ")
-            .push_bind(i64::from(query.page) * i64::from(per_page));
-        let rows = page.build().fetch_all(&self.pool).await?;
+            .bind(i64::from(query.page) * i64::from(per_page))?;
+        let rows = page.query().fetch_all(self.db.pool()).await?;
         let models = sqlx::query("SELECT DISTINCT model FROM gallery_images ORDER BY model")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?
             .iter()
             .map(|r| r.try_get::<String, _>(0))
@@ -245,7 +240,7 @@ impl Gallery {
     pub async fn delete(&self, id: &str) -> anyhow::Result<bool> {
         let row = sqlx::query("DELETE FROM gallery_images WHERE id = $1 RETURNING file, thumb")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         let Some(row) = row else { return Ok(false) };
         self.remove_files(&[row]).await?;
@@ -267,16 +262,19 @@ impl Gallery {
                 "DELETE FROM gallery_images WHERE created_at < $1 RETURNING file, thumb",
             )
             .bind(before)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
             gone += self.remove_files(&rows).await?;
         }
         if max_images.is_none() && max_bytes.is_none() {
             return Ok(gone);
         }
-        let totals = sqlx::query("SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM gallery_images")
-            .fetch_one(&self.pool)
-            .await?;
+        // PostgreSQL sums BIGINTs to NUMERIC; both engines read the cast back as a BIGINT.
+        let totals = sqlx::query(
+            "SELECT COUNT(*), CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM gallery_images",
+        )
+        .fetch_one(self.db.pool())
+        .await?;
         let (count, bytes): (i64, i64) = (totals.try_get(0)?, totals.try_get(1)?);
         let mut extra_images = max_images.map_or(0, |m| (count.max(0) as u64).saturating_sub(m));
         let mut extra_bytes = max_bytes.map_or(0, |m| (bytes.max(0) as u64).saturating_sub(m));
@@ -285,7 +283,7 @@ impl Gallery {
             let oldest = sqlx::query(
                 "SELECT id, bytes FROM gallery_images ORDER BY created_at ASC, id ASC LIMIT 256",
             )
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
             if oldest.is_empty() {
                 break;
@@ -300,14 +298,9 @@ impl Gallery {
                 extra_images = extra_images.saturating_sub(1);
                 extra_bytes = extra_bytes.saturating_sub(size.max(0) as u64);
             }
-            let mut delete =
-                QueryBuilder::<Sqlite>::new("DELETE FROM gallery_images WHERE id IN (");
-            let mut list = delete.separated(", ");
-            for id in &ids {
-                list.push_bind(id.clone());
-            }
-            delete.push(") RETURNING file, thumb");
-            let rows = delete.build().fetch_all(&self.pool).await?;
+            let mut delete = Statement::new("DELETE FROM gallery_images WHERE id IN (");
+            delete.bind_list(ids)?.push(") RETURNING file, thumb");
+            let rows = delete.query().fetch_all(self.db.pool()).await?;
             gone += self.remove_files(&rows).await?;
         }
         if gone > 0 {
@@ -339,18 +332,19 @@ impl Gallery {
         });
     }
 
-    async fn remove_files(&self, rows: &[SqliteRow]) -> anyhow::Result<u64> {
+    async fn remove_files(&self, rows: &[AnyRow]) -> anyhow::Result<u64> {
         for row in rows {
             let file: String = row.try_get(0)?;
             let thumb: String = row.try_get(1)?;
-            let _ = tokio::fs::remove_file(self.dir.join(file)).await;
-            let _ = tokio::fs::remove_file(self.dir.join("thumbs").join(thumb)).await;
+            self.objects.delete(&key(&file, false)).await?;
+            self.objects.delete(&key(&thumb, true)).await?;
         }
         Ok(rows.len() as u64)
     }
 
-    /// The path of a stored file (`thumb` for thumbnails), only for names the gallery makes.
-    pub fn path_of(&self, name: &str, thumb: bool) -> Option<(PathBuf, &'static str)> {
+    /// The storage key of a file (`thumb` for thumbnails) and its type, only for names the
+    /// gallery makes: no client string ever becomes a key by itself.
+    pub fn key_of(&self, name: &str, thumb: bool) -> Option<(String, &'static str)> {
         let (stem, ext) = name.split_once('.')?;
         let valid =
             stem.len() == 32 && stem.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
@@ -361,37 +355,49 @@ impl Gallery {
             (false, "webp") => "image/webp",
             _ => return None,
         };
-        let dir = if thumb {
-            self.dir.join("thumbs")
-        } else {
-            self.dir.clone()
-        };
-        valid.then(|| (dir.join(name), mime))
+        valid.then(|| (key(name, thumb), mime))
+    }
+
+    pub fn objects(&self) -> &Objects {
+        &self.objects
     }
 
     async fn remove_orphans(&self) -> anyhow::Result<()> {
         let known: std::collections::HashSet<String> = sqlx::query("SELECT id FROM gallery_images")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?
             .iter()
             .map(|r| r.try_get::<String, _>(0))
             .collect::<Result<_, _>>()?;
-        for dir in [self.dir.clone(), self.dir.join("thumbs")] {
-            let mut entries = tokio::fs::read_dir(&dir).await?;
-            while let Some(entry) = entries.next_entry().await? {
-                let name = entry.file_name().to_string_lossy().to_string();
-                let stem = name.split('.').next().unwrap_or("");
-                if entry.file_type().await?.is_file() && !known.contains(stem) {
-                    tracing::info!(file = %name, "removing a gallery file a crash left behind");
-                    let _ = tokio::fs::remove_file(entry.path()).await;
-                }
+        // Alone on its database, nothing else is writing; shared, other bridges may be.
+        let before = if self.db.shared() {
+            now_ms() - ORPHAN_AGE.as_millis() as i64
+        } else {
+            i64::MAX
+        };
+        let mut files = self.objects.list("gallery");
+        while let Some(file) = files.try_next().await? {
+            let name = file.key.rsplit('/').next().unwrap_or("");
+            let stem = name.split('.').next().unwrap_or("");
+            if !known.contains(stem) && file.modified_ms < before {
+                tracing::info!(file = %file.key, "removing a gallery file a crash left behind");
+                self.objects.delete(&file.key).await?;
             }
         }
         Ok(())
     }
 }
 
-fn item(row: &SqliteRow) -> Result<GalleryItem, sqlx::Error> {
+/// Where a gallery file is stored.
+fn key(name: &str, thumb: bool) -> String {
+    if thumb {
+        format!("gallery/thumbs/{name}")
+    } else {
+        format!("gallery/{name}")
+    }
+}
+
+fn item(row: &AnyRow) -> Result<GalleryItem, sqlx::Error> {
     let file: String = row.try_get("file")?;
     let thumb: String = row.try_get("thumb")?;
     Ok(GalleryItem {
@@ -423,11 +429,4 @@ fn like_pattern(text: &str) -> String {
     }
     out.push('%');
     out
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

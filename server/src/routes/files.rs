@@ -4,19 +4,24 @@ use axum::{
     http::header,
     response::{IntoResponse, Response},
 };
-use tokio_util::io::ReaderStream;
 
-use crate::{error::ApiError, extract::ApiPath, gallery::GalleryState, storage::ImageStore};
+use crate::{
+    error::ApiError, extract::ApiPath, gallery::GalleryState, objects::Object, storage::ImageStore,
+};
 
-/// Serves an image made for `response_format: "url"`, streamed from disk. The name is checked
-/// against the store's own naming scheme, so no request can reach another file.
+/// Serves an image made for `response_format: "url"`, streamed from storage. The name is
+/// checked against the store's own naming scheme, so no request can reach another file.
 pub async fn image(
     State(store): State<ImageStore>,
     ApiPath(name): ApiPath<String>,
 ) -> Result<Response, ApiError> {
     let gone = || ApiError::NotFound("This image does not exist or has expired.".into());
-    let (path, mime) = store.path_of(&name).ok_or_else(gone)?;
-    serve(&path, mime, gone).await
+    let (object, mime) = store
+        .get(&name)
+        .await
+        .map_err(ApiError::storage)?
+        .ok_or_else(gone)?;
+    Ok(serve(object, mime))
 }
 
 /// A gallery image, by the same rule.
@@ -37,28 +42,27 @@ pub async fn gallery_thumb(
 async fn gallery_file(state: &GalleryState, name: &str, thumb: bool) -> Result<Response, ApiError> {
     let gone = || ApiError::NotFound("This image is not in the gallery.".into());
     let gallery = state.gallery().ok_or_else(gone)?;
-    let (path, mime) = gallery.path_of(name, thumb).ok_or_else(gone)?;
-    serve(&path, mime, gone).await
+    let (key, mime) = gallery.key_of(name, thumb).ok_or_else(gone)?;
+    let object = gallery
+        .objects()
+        .get(&key)
+        .await
+        .map_err(ApiError::storage)?
+        .ok_or_else(gone)?;
+    Ok(serve(object, mime))
 }
 
-async fn serve(
-    path: &std::path::Path,
-    mime: &'static str,
-    gone: impl Fn() -> ApiError,
-) -> Result<Response, ApiError> {
-    let file = tokio::fs::File::open(path).await.map_err(|_| gone())?;
-    let len = file.metadata().await.map(|m| m.len()).ok();
+fn serve(object: Object, mime: &'static str) -> Response {
     let mut res = (
         [
             (header::CONTENT_TYPE, mime),
             (header::CACHE_CONTROL, "private, max-age=3600"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         ],
-        Body::from_stream(ReaderStream::new(file)),
+        Body::from_stream(object.body),
     )
         .into_response();
-    if let Some(len) = len {
-        res.headers_mut().insert(header::CONTENT_LENGTH, len.into());
-    }
-    Ok(res)
+    res.headers_mut()
+        .insert(header::CONTENT_LENGTH, object.size.into());
+    res
 }

@@ -102,7 +102,7 @@ impl Sources {
     /// An image this bridge served by URL (`/images/<name>` on its own host) is read from its
     /// store, one on a host the operator allowed is downloaded, and any other URL is refused.
     async fn url(&self, param: &str, url: &str) -> Result<Bytes, ApiError> {
-        let Some(path) = self.store.own(&self.base, url) else {
+        let Some(name) = self.store.own(&self.base, url) else {
             if self.fetcher.allows(url) {
                 return self.fetcher.image(param, url, self.limit).await;
             }
@@ -115,12 +115,15 @@ impl Sources {
                 ),
             ));
         };
-        let data = tokio::fs::read(&path).await.map_err(|_| {
-            ApiError::invalid(
-                param,
-                format!("'{param}' names an image of this server that has expired."),
-            )
-        })?;
-        Ok(Bytes::from(data))
+        self.store
+            .read(name)
+            .await
+            .map_err(ApiError::storage)?
+            .ok_or_else(|| {
+                ApiError::invalid(
+                    param,
+                    format!("'{param}' names an image of this server that has expired."),
+                )
+            })
     }
 }

@@ -457,3 +457,43 @@ impl Harness {
         );
     }
 }
+
+/// A new, empty database on the PostgreSQL server `scripts/test` starts (`TEST_DATABASE_URL`),
+/// as a `postgres://` URL; each test gets its own.
+pub async fn fresh_database() -> String {
+    use sqlx::Connection;
+    let admin = std::env::var("TEST_DATABASE_URL").expect(
+        "TEST_DATABASE_URL names a PostgreSQL server for the shared-state tests; scripts/test \
+         starts one and sets it",
+    );
+    let name = format!("t{}", uuid::Uuid::new_v4().simple());
+    let mut conn = sqlx::PgConnection::connect(&admin)
+        .await
+        .expect("TEST_DATABASE_URL answers");
+    sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+        .await
+        .expect("a test database");
+    let (server, _) = admin.rsplit_once('/').expect("a URL with a database name");
+    format!("{server}/{name}")
+}
+
+/// A new, empty bucket on the S3-compatible server `scripts/test` starts (`TEST_S3_ENDPOINT`):
+/// its name, and the endpoint.
+pub async fn fresh_bucket() -> (String, String) {
+    let endpoint = std::env::var("TEST_S3_ENDPOINT").expect(
+        "TEST_S3_ENDPOINT names an S3-compatible server for the storage tests; scripts/test \
+         starts one and sets it",
+    );
+    let bucket = format!("t{}", uuid::Uuid::new_v4().simple());
+    let res = reqwest::Client::new()
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .expect("the S3 server answers");
+    assert!(
+        res.status().is_success(),
+        "creating a bucket: {}",
+        res.status()
+    );
+    (bucket, endpoint)
+}

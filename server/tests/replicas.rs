@@ -1,0 +1,277 @@
+//! Several bridges, one state: two replicas, each its own process, on one PostgreSQL database
+//! and one image storage (a shared directory, or an S3-compatible server), in front of one
+//! simulator. What one replica makes, the other lists, serves and deletes.
+//!
+//! This file is its own test program (`harness = false`): run with `--replica …` it is one
+//! bridge, with the binary's own flags, so the test needs no other binary to be built first.
+
+mod common;
+
+use std::{
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use clap::Parser;
+use common::*;
+use serde_json::{Value, json};
+use server::config::Cli;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    if let Some(at) = args.iter().position(|a| a == "--replica") {
+        server::telemetry::init();
+        let cli = Cli::parse_from(
+            std::iter::once("comfyui-bridge".to_string()).chain(args[at + 1..].iter().cloned()),
+        );
+        runtime
+            .block_on(server::run(cli.config))
+            .expect("the replica runs");
+        return;
+    }
+    runtime.block_on(async {
+        one_gallery_across_replicas(Storage::SharedDirectory).await;
+        println!("replicas: one gallery on a shared directory: ok");
+        one_gallery_across_replicas(Storage::S3).await;
+        println!("replicas: one gallery on S3 storage: ok");
+    });
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Storage {
+    SharedDirectory,
+    S3,
+}
+
+/// A bridge process, killed when dropped.
+struct Replica {
+    child: Child,
+    url: String,
+    data_dir: PathBuf,
+}
+
+impl Replica {
+    fn start(comfyui: &str, data_dir: &Path, env: &[(&str, String)]) -> Replica {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(std::env::current_exe().expect("this program"))
+            .arg("--replica")
+            .args(["--listen", &format!("127.0.0.1:{port}")])
+            .args(["--comfyui-url", comfyui])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .arg("--workflows-dir")
+            .arg(shipped_workflows())
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("a bridge process");
+        Replica {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir: data_dir.to_path_buf(),
+        }
+    }
+
+    /// Waits until the bridge answers and its ComfyUI server is connected.
+    async fn wait_until_ready(&self) {
+        for _ in 0..400 {
+            if let Ok(res) = reqwest::get(format!("{}/health", self.url)).await
+                && res.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{} never became ready", self.url);
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("the replica answers");
+        read(res).await
+    }
+
+    async fn fetch(&self, path: &str) -> (u16, Vec<u8>) {
+        let res = reqwest::get(format!("{}{path}", self.url))
+            .await
+            .expect("the replica answers");
+        (
+            res.status().as_u16(),
+            res.bytes().await.expect("a body").to_vec(),
+        )
+    }
+
+    async fn gallery(&self) -> Value {
+        let query = json!({"page": 0, "per_page": 50, "search": null, "model": null});
+        let (status, page) = self
+            .post("/api/gallery/list", json!({"query": query, "api_key": ""}))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        page
+    }
+
+    /// The gallery item with this prompt, once this replica lists it.
+    async fn listed(&self, prompt: &str) -> Value {
+        for _ in 0..400 {
+            let page = self.gallery().await;
+            if let Some(item) = page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|i| i["prompt"] == prompt)
+            {
+                return item.clone();
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        panic!("{} never listed {prompt:?}", self.url);
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Files under a directory, at any depth.
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .flat_map(|e| {
+            let path = e.path();
+            if path.is_dir() {
+                files_under(&path)
+            } else {
+                vec![path]
+            }
+        })
+        .collect()
+}
+
+async fn one_gallery_across_replicas(storage: Storage) {
+    let sim = sim_with(sim::SimConfig::default()).await;
+    let database = fresh_database().await;
+    let scratch = scratch_dir();
+    let mut env = vec![("DATABASE_URL", database)];
+    // A shared directory is one volume both mount; with S3 each has a data directory of its
+    // own, and no image may land in it.
+    let (dir_a, dir_b) = match storage {
+        Storage::SharedDirectory => (scratch.join("shared"), scratch.join("shared")),
+        Storage::S3 => (scratch.join("a"), scratch.join("b")),
+    };
+    let mut bucket = None;
+    if storage == Storage::S3 {
+        let (name, endpoint) = fresh_bucket().await;
+        env.extend([
+            ("STORAGE_URL", format!("s3://{name}/bridge")),
+            ("AWS_ENDPOINT_URL", endpoint.clone()),
+            ("AWS_ALLOW_HTTP", "true".into()),
+            ("AWS_REGION", "us-east-1".into()),
+            ("AWS_ACCESS_KEY_ID", "test".into()),
+            ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ]);
+        bucket = Some((name, endpoint));
+    }
+    let a = Replica::start(&sim.url, &dir_a, &env);
+    let b = Replica::start(&sim.url, &dir_b, &env);
+    a.wait_until_ready().await;
+    b.wait_until_ready().await;
+
+    let prompt = format!("made on A, {storage:?}");
+    let (status, made) = a
+        .post(
+            "/v1/images/generations",
+            json!({"model": MODEL, "prompt": prompt, "size": "64x64", "response_format": "url"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{made}");
+
+    // The image served by URL: A handed it out, B serves it too.
+    let url = made["data"][0]["url"].as_str().expect("a URL").to_string();
+    let path = url.strip_prefix(&a.url).expect("a URL on A");
+    let (status, on_a) = a.fetch(path).await;
+    assert_eq!(status, 200);
+    let (status, on_b) = b.fetch(path).await;
+    assert_eq!(status, 200, "B serves the URL A handed out");
+    assert_eq!(on_a, on_b);
+
+    // The gallery: B lists what A made, with the same files.
+    let item = b.listed(&prompt).await;
+    assert_eq!(item["model"], MODEL);
+    for key in ["url", "thumb_url"] {
+        let file = item[key].as_str().unwrap();
+        let (status, from_b) = b.fetch(file).await;
+        assert_eq!(status, 200, "B serves {file}");
+        let (status, from_a) = a.fetch(file).await;
+        assert_eq!(status, 200, "A serves {file}");
+        assert_eq!(from_a, from_b);
+    }
+    let (_, full) = b.fetch(item["url"].as_str().unwrap()).await;
+    assert_eq!(dimensions(&full), (64, 64));
+
+    if let Some((name, endpoint)) = &bucket {
+        for replica in [&a, &b] {
+            let local = files_under(&replica.data_dir)
+                .into_iter()
+                .filter(|f| f.extension().is_some_and(|e| e == "png" || e == "webp"))
+                .collect::<Vec<_>>();
+            assert!(local.is_empty(), "images on local disk: {local:?}");
+        }
+        let listing = reqwest::get(format!("{endpoint}/{name}?list-type=2&prefix=bridge/"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        for key in ["url", "thumb_url"] {
+            let file = item[key].as_str().unwrap().trim_start_matches('/');
+            assert!(
+                listing.contains(&format!("<Key>bridge/{file}</Key>")),
+                "{file} in the bucket: {listing}"
+            );
+        }
+    }
+
+    // Deleted on B: gone from A's list and from every replica's URLs.
+    let (status, deleted) = b
+        .post(
+            "/api/gallery/delete",
+            json!({"id": item["id"], "api_key": ""}),
+        )
+        .await;
+    assert_eq!((status, deleted), (200, json!(true)));
+    let listed_on_a = a.gallery().await;
+    assert!(
+        !listed_on_a["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| i["id"] == item["id"]),
+        "A no longer lists it"
+    );
+    let (status, _) = a.fetch(item["url"].as_str().unwrap()).await;
+    assert_eq!(status, 404);
+
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(scratch);
+}
