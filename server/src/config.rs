@@ -125,6 +125,10 @@ pub struct Config {
     /// gallery. Unset: SQLite under DATA_DIR.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// How long a bridge's claim on a job with an Idempotency-Key holds unless renewed, in
+    /// seconds: after a bridge dies, a retry on another runs the job after at most this long.
+    #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 30)]
+    pub job_lease_secs: u64,
     /// Where image files are kept: unset for DATA_DIR (a volume several bridges mount works),
     /// or `s3://bucket/prefix` for S3-compatible storage, configured by the usual AWS_*
     /// variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -292,6 +296,10 @@ impl Config {
 
     pub fn sse_keepalive(&self) -> Duration {
         Duration::from_secs(self.sse_keepalive_secs.max(1))
+    }
+
+    pub fn job_lease(&self) -> Duration {
+        Duration::from_secs(self.job_lease_secs.max(1))
     }
 
     pub fn image_retention(&self) -> Duration {

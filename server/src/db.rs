@@ -9,7 +9,9 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use sqlx::{
     Any, AnyPool, Arguments, Encode, Executor, Type,
     any::{AnyArguments, AnyPoolOptions},
+    postgres::PgListener,
 };
+use tokio::sync::broadcast;
 
 /// Which engine a [`Db`] runs on; decides the migrations and the few statements that differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -22,7 +24,13 @@ pub enum Engine {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// Announcements of finished jobs (their ids), from this bridge and, on PostgreSQL, from
+    /// every bridge on the database (`LISTEN`).
+    events: broadcast::Sender<String>,
 }
+
+/// The PostgreSQL channel jobs are announced on.
+const CHANNEL: &str = "bridge_jobs";
 
 /// Characters kept as they are in a SQLite file path given as a URL; the rest are
 /// percent-encoded (sqlx decodes them), so any directory name works.
@@ -49,9 +57,15 @@ impl Db {
                     .await
                     // The URL holds the password: it is never part of the message.
                     .context("connecting to the PostgreSQL server at DATABASE_URL")?;
+                let (events, _) = broadcast::channel(1024);
+                let listener = PgListener::connect(url)
+                    .await
+                    .context("listening on the PostgreSQL server at DATABASE_URL")?;
+                tokio::spawn(relay(listener, events.clone()));
                 Db {
                     pool,
                     engine: Engine::Postgres,
+                    events,
                 }
             }
             None => {
@@ -78,6 +92,7 @@ impl Db {
                 Db {
                     pool,
                     engine: Engine::Sqlite,
+                    events: broadcast::channel(1024).0,
                 }
             }
         };
@@ -100,6 +115,50 @@ impl Db {
     /// Whether other bridges may share this database (and so its files, and its jobs).
     pub fn shared(&self) -> bool {
         self.engine == Engine::Postgres
+    }
+
+    /// Tells every bridge on this database that the job `id` changed.
+    pub async fn announce(&self, id: &str) -> anyhow::Result<()> {
+        match self.engine {
+            Engine::Postgres => {
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(CHANNEL)
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await?;
+            }
+            Engine::Sqlite => {
+                let _ = self.events.send(id.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Announcements from now on; subscribe before looking at a row, so a change just after
+    /// is not missed.
+    pub fn subscribe(&self) -> broadcast::Receiver<String> {
+        self.events.subscribe()
+    }
+}
+
+/// Passes PostgreSQL's notifications on to this bridge's waiters. A lost connection is
+/// reopened by the listener; what was announced meanwhile is lost, and waiters look again when
+/// their wait runs out.
+async fn relay(mut listener: PgListener, events: broadcast::Sender<String>) {
+    if let Err(e) = listener.listen(CHANNEL).await {
+        tracing::error!(error = %e, "could not listen for job announcements");
+        return;
+    }
+    loop {
+        match listener.recv().await {
+            Ok(note) => {
+                let _ = events.send(note.payload().to_string());
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "lost the PostgreSQL connection for job announcements");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub enum ErrorCode {
     InvalidApiKey,
     NotFound,
     MethodNotAllowed,
+    IdempotencyKeyReused,
     RateLimitExceeded,
     InvalidWorkflow,
     NoModels,
@@ -71,6 +72,7 @@ impl ErrorCode {
             ErrorCode::InvalidApiKey => "invalid_api_key",
             ErrorCode::NotFound => "not_found",
             ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::IdempotencyKeyReused => "idempotency_key_reused",
             ErrorCode::RateLimitExceeded => "rate_limit_exceeded",
             ErrorCode::InvalidWorkflow => "invalid_workflow",
             ErrorCode::NoModels => "no_models",
@@ -108,6 +110,11 @@ pub enum ApiError {
     NotFound(String),
     #[error("Method not allowed.")]
     MethodNotAllowed,
+    #[error(
+        "This Idempotency-Key was already used with a different request. Send a new key for a \
+         new request, or the same request to get the first one's result."
+    )]
+    IdempotencyConflict,
     #[error("The bridge is busy: too many generations are waiting. Try again shortly.")]
     Overloaded,
     /// The bridge cannot serve right now (no ComfyUI answers, or no workflows are loaded).
@@ -210,6 +217,9 @@ impl ApiError {
             ),
             ApiError::MethodNotAllowed => {
                 client(StatusCode::METHOD_NOT_ALLOWED, ErrorCode::MethodNotAllowed)
+            }
+            ApiError::IdempotencyConflict => {
+                client(StatusCode::CONFLICT, ErrorCode::IdempotencyKeyReused)
             }
             ApiError::InvalidWorkflows(_) => {
                 client(StatusCode::BAD_REQUEST, ErrorCode::InvalidWorkflow)

@@ -12,6 +12,7 @@ mod extract;
 pub mod gallery;
 mod health;
 pub mod jobs;
+mod ledger;
 mod metadata;
 mod metrics;
 mod models;
@@ -45,6 +46,7 @@ use crate::{
     deliver::Delivery,
     gallery::{Gallery, GalleryState},
     jobs::Jobs,
+    ledger::Ledger,
     models::Models,
     objects::Objects,
     state::AppState,
@@ -116,8 +118,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         config.public_url.as_deref(),
     );
     images.spawn_sweeper(shutdown.clone());
+    let db = Db::open(config.database_url.as_deref(), &config.data_dir).await?;
+    let ledger = Ledger::new(db.clone(), objects.clone(), config.job_lease());
+    ledger.spawn_sweeper(shutdown.clone());
     let gallery = if config.gallery != config::GalleryMode::Off {
-        let db = Db::open(config.database_url.as_deref(), &config.data_dir).await?;
         let gallery = Gallery::open(db, objects, config.gallery_retention())
             .await
             .context("opening the gallery")?;
@@ -142,7 +146,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         metrics: metrics::Metrics::new(pool.clone()),
         jobs: Jobs::new(&config, pool, demo, finished),
         checks: Checks::new(&config),
-        delivery: Delivery::new(&config, images.clone()),
+        delivery: Delivery::new(&config, images.clone(), ledger),
         images,
         gallery: GalleryState::new(gallery),
         auth: Auth::new(&config.api_key),

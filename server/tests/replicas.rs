@@ -39,6 +39,8 @@ fn main() {
         println!("replicas: one gallery on a shared directory: ok");
         one_gallery_across_replicas(Storage::S3).await;
         println!("replicas: one gallery on S3 storage: ok");
+        a_retry_on_another_replica_gets_the_same_job().await;
+        println!("replicas: a retry on another replica gets the same job: ok");
     });
 }
 
@@ -104,6 +106,18 @@ impl Replica {
             .await
             .expect("the replica answers");
         read(res).await
+    }
+
+    /// A generation with an `Idempotency-Key`; `None` when the replica went away meanwhile.
+    async fn generate_once(&self, key: &str, body: &Value) -> Option<(u16, Value)> {
+        let res = reqwest::Client::new()
+            .post(format!("{}/v1/images/generations", self.url))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .ok()?;
+        Some(read(res).await)
     }
 
     async fn fetch(&self, path: &str) -> (u16, Vec<u8>) {
@@ -271,6 +285,51 @@ async fn one_gallery_across_replicas(storage: Storage) {
     );
     let (status, _) = a.fetch(item["url"].as_str().unwrap()).await;
     assert_eq!(status, 404);
+
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+async fn a_retry_on_another_replica_gets_the_same_job() {
+    let sim = sim_with(slow_sim(Duration::from_millis(20))).await;
+    let scratch = scratch_dir();
+    let env = [
+        ("DATABASE_URL", fresh_database().await),
+        ("JOB_LEASE_SECS", "2".to_string()),
+    ];
+    let a = Replica::start(&sim.url, &scratch, &env);
+    let b = Replica::start(&sim.url, &scratch, &env);
+    a.wait_until_ready().await;
+    b.wait_until_ready().await;
+
+    // Sent to A; the client gives up waiting and retries, and the balancer picks B.
+    let body = json!({"model": MODEL, "prompt": "one job", "size": "64x64", "n": 2});
+    let on_a = a.generate_once("job-1", &body);
+    let on_b = async {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        b.generate_once("job-1", &body).await
+    };
+    let (on_a, on_b) = tokio::join!(on_a, on_b);
+    let ((status_a, made_a), (status_b, made_b)) = (on_a.unwrap(), on_b.unwrap());
+    assert_eq!((status_a, status_b), (200, 200), "{made_a} {made_b}");
+    assert_eq!(
+        returned_images(&made_a),
+        returned_images(&made_b),
+        "B answers with A's images"
+    );
+    assert_eq!(sim.sim.submitted().len(), 2, "two images, made once");
+
+    // Later, on either replica: the same images, and no new run.
+    let (status, again) = b.generate_once("job-1", &body).await.unwrap();
+    assert_eq!(status, 200);
+    assert_eq!(returned_images(&again), returned_images(&made_a));
+    let (status, conflict) = a
+        .generate_once("job-1", &json!({"model": MODEL, "prompt": "another"}))
+        .await
+        .unwrap();
+    assert_eq!(status, 409, "{conflict}");
+    assert_eq!(conflict["error"]["code"], "idempotency_key_reused");
+    assert_eq!(sim.sim.submitted().len(), 2);
 
     drop((a, b));
     let _ = std::fs::remove_dir_all(scratch);

@@ -9,7 +9,7 @@ mod image_stream;
 mod progress;
 mod sse;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use app::api::images::{ImageData, ImagesResponse, ResponseFormat};
 use axum::{
@@ -24,6 +24,7 @@ use crate::{
     config::{ChatImages, Config},
     error::ApiError,
     jobs::{Generated, Jobs},
+    ledger::{Ledger, Once},
     storage::ImageStore,
     validate::{ChatRequest, ImageRequest, Job, Output},
 };
@@ -32,6 +33,8 @@ use crate::{
 #[derive(Clone)]
 pub struct Delivery {
     store: ImageStore,
+    /// Jobs with an `Idempotency-Key`, which clients may come back to.
+    ledger: Ledger,
     keepalive: Duration,
     chat_images: ChatImages,
 }
@@ -46,29 +49,42 @@ enum Carrier<'a> {
 }
 
 impl Delivery {
-    pub fn new(config: &Config, store: ImageStore) -> Delivery {
+    pub fn new(config: &Config, store: ImageStore, ledger: Ledger) -> Delivery {
         Delivery {
             store,
+            ledger,
             keepalive: config.sse_keepalive(),
             chat_images: config.chat_images,
         }
     }
 
     /// Runs an image request's job and answers with its images: one `ImagesResponse`, or a
-    /// stream of image events.
+    /// stream of image events. With `once` (an `Idempotency-Key`), the job is run once for
+    /// every request that sends the key, on any bridge of the database; streams are not
+    /// re-attached, and run each time.
     pub async fn images(
         &self,
         jobs: &Jobs,
         headers: &HeaderMap,
         request: ImageRequest,
+        once: Option<Once>,
     ) -> Result<Response, ApiError> {
-        match request.stream {
-            Some(options) => {
+        match (request.stream, once) {
+            (Some(options), _) => {
                 image_stream::image_stream(self, jobs.clone(), request.job, options).await
             }
-            None => {
+            (None, None) => {
                 let images = jobs.run(&request.job).await?;
                 self.images_response(headers, &request.job, images).await
+            }
+            (None, Some(once)) => {
+                let job = Arc::new(request.job);
+                let run = {
+                    let (jobs, job) = (jobs.clone(), job.clone());
+                    async move { jobs.run(&job).await }
+                };
+                let images = self.ledger.run_once(&once, run).await?;
+                self.images_response(headers, &job, images).await
             }
         }
     }

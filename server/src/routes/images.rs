@@ -6,6 +6,7 @@ use crate::{
     error::ApiError,
     extract::ApiJson,
     jobs::Jobs,
+    ledger::{Fingerprint, IdempotencyKey, Once},
     validate::{self, Context},
 };
 
@@ -17,6 +18,17 @@ pub async fn generations(
     headers: HeaderMap,
     ApiJson(req): ApiJson<ImageGenerationRequest>,
 ) -> Result<Response, ApiError> {
+    let once = match IdempotencyKey::from_headers(&headers)? {
+        Some(key) => {
+            let fields = serde_json::to_vec(&req)
+                .map_err(|e| ApiError::Internal(format!("serializing a request: {e}")))?;
+            Some(Once {
+                key,
+                fingerprint: Fingerprint::of([&b"generations"[..], &fields]),
+            })
+        }
+        None => None,
+    };
     let request = validate::generation(req, &ctx)?;
-    delivery.images(&jobs, &headers, request).await
+    delivery.images(&jobs, &headers, request, once).await
 }

@@ -25,7 +25,7 @@ use axum::{
 };
 
 pub use chat::{ChatRequest, chat};
-pub use edit::{EditKind, Upload, UploadedImage, edit};
+pub use edit::{EditKind, Source, Upload, UploadedImage, edit};
 pub use generation::generation;
 pub use images::Decoder;
 pub use job::{ImageRequest, ImageStream, Inputs, Job, Mask, Output};

@@ -497,3 +497,18 @@ pub async fn fresh_bucket() -> (String, String) {
     );
     (bucket, endpoint)
 }
+
+/// A reply's images as base64, each with its seed, in order.
+pub fn returned_images(body: &Value) -> Vec<(String, u64)> {
+    body["data"]
+        .as_array()
+        .unwrap_or_else(|| panic!("images in {body}"))
+        .iter()
+        .map(|d| {
+            (
+                d["b64_json"].as_str().unwrap().to_string(),
+                d["seed"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,428 @@
+//! Jobs a client may come back to. A request with an `Idempotency-Key` is a row in the
+//! database: the first bridge to insert it runs the job, detached from the request, so a client
+//! that times out and retries finds it still running; every later request with that key, on any
+//! bridge, waits for it and gets the same images. The same key with another request is refused.
+
+use std::{future::Future, sync::Arc, time::Duration};
+
+use axum::http::{HeaderMap, header};
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+use sqlx::Row;
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::{
+    db::Db,
+    error::{ApiError, ErrorCode},
+    jobs::Generated,
+    objects::{Objects, now_ms},
+};
+
+/// How long finished jobs are kept for retries to find.
+const KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
+
+#[derive(Clone)]
+pub struct Ledger(Arc<Inner>);
+
+struct Inner {
+    db: Db,
+    objects: Objects,
+    /// This bridge, as the owner of the rows it claims.
+    owner: String,
+    /// How long a claim holds unless its owner renews it; one whose owner died runs out.
+    lease: Duration,
+}
+
+/// A client's `Idempotency-Key`, scoped to the API key that sent it.
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey(String);
+
+/// Longest key accepted; clients send UUIDs or similar.
+const MAX_KEY_LEN: usize = 255;
+
+/// A request's key and what it asked: the request is run once for all who send both.
+#[derive(Debug, Clone)]
+pub struct Once {
+    pub key: IdempotencyKey,
+    pub fingerprint: Fingerprint,
+}
+
+impl IdempotencyKey {
+    /// The request's `Idempotency-Key` header, if it has one; 400 for one that is empty, too
+    /// long or not printable ASCII.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, ApiError> {
+        let Some(value) = headers.get("idempotency-key") else {
+            return Ok(None);
+        };
+        let key = value
+            .to_str()
+            .ok()
+            .map(str::trim)
+            .filter(|k| !k.is_empty() && k.len() <= MAX_KEY_LEN)
+            .filter(|k| k.bytes().all(|b| b.is_ascii_graphic()))
+            .ok_or_else(|| {
+                ApiError::bad(
+                    ErrorCode::InvalidValue,
+                    Some("Idempotency-Key"),
+                    format!(
+                        "The Idempotency-Key header must be 1 to {MAX_KEY_LEN} printable ASCII \
+                         characters without spaces."
+                    ),
+                )
+            })?;
+        let authorization = headers
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes())
+            .unwrap_or_default();
+        Ok(Some(IdempotencyKey::new(authorization, key)))
+    }
+
+    /// The key as stored: a hash of the credentials and the client's key, so two clients with
+    /// different API keys never meet on one key, and no secret is stored.
+    pub fn new(authorization: &[u8], key: &str) -> IdempotencyKey {
+        IdempotencyKey(hex(&Sha256::new()
+            .chain_update(authorization)
+            .chain_update([0])
+            .chain_update(key.as_bytes())
+            .finalize()))
+    }
+}
+
+/// What a request asked, reduced to a hash: the same key must come with the same request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fingerprint(String);
+
+impl Fingerprint {
+    /// Hashes the parts of a request in order, each with its length, so no two different
+    /// sequences of parts hash alike.
+    pub fn of<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> Fingerprint {
+        let mut hash = FingerprintHasher::default();
+        for part in parts {
+            hash.part(part);
+        }
+        hash.finish()
+    }
+}
+
+/// A [`Fingerprint`] made part by part, for requests whose parts are large files.
+#[derive(Default)]
+pub struct FingerprintHasher(Sha256);
+
+impl FingerprintHasher {
+    pub fn part(&mut self, part: &[u8]) -> &mut FingerprintHasher {
+        self.0.update((part.len() as u64).to_le_bytes());
+        self.0.update(part);
+        self
+    }
+
+    pub fn finish(self) -> Fingerprint {
+        Fingerprint(hex(&self.0.finalize()))
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where a request with a key stands.
+enum Claim {
+    /// This request inserted the row (or took over one whose owner died): it runs the job.
+    Mine(String),
+    Succeeded {
+        id: String,
+        seeds: Vec<u64>,
+    },
+    Running {
+        id: String,
+        lease_until: i64,
+    },
+    /// The row went away (its job failed) between looking and reading: look again.
+    Gone,
+}
+
+impl Ledger {
+    pub fn new(db: Db, objects: Objects, lease: Duration) -> Ledger {
+        Ledger(Arc::new(Inner {
+            db,
+            objects,
+            owner: uuid::Uuid::new_v4().simple().to_string(),
+            lease,
+        }))
+    }
+
+    /// The images of the job under `key`: run now by `run` if no bridge has it, else those of
+    /// the job already running or finished. `run` is driven to its end even if this request
+    /// goes away, so a retry finds its images.
+    pub async fn run_once<F>(&self, once: &Once, run: F) -> Result<Vec<Generated>, ApiError>
+    where
+        F: Future<Output = Result<Vec<Generated>, ApiError>> + Send + 'static,
+    {
+        let mut run = Some(run);
+        loop {
+            let mut events = self.0.db.subscribe();
+            match self
+                .claim(&once.key, &once.fingerprint)
+                .await
+                .map_err(internal)?
+            {
+                Claim::Mine(id) => {
+                    let run = run.take().expect("a job is claimed once");
+                    let ledger = self.clone();
+                    return tokio::spawn(async move { ledger.own(id, run).await })
+                        .await
+                        .map_err(|e| ApiError::Internal(format!("the job's task failed: {e}")))?;
+                }
+                Claim::Succeeded { id, seeds } => return self.load(&id, &seeds).await,
+                Claim::Gone => continue,
+                Claim::Running { id, lease_until } => {
+                    // Until its bridge announces it, or its claim runs out (that bridge died,
+                    // or the announcement was lost): then look again.
+                    let left = (lease_until - now_ms()).max(0) as u64 + 100;
+                    let _ = tokio::time::timeout(Duration::from_millis(left), async {
+                        loop {
+                            match events.recv().await {
+                                Ok(done) if done == id => return,
+                                Ok(_) | Err(RecvError::Lagged(_)) => {}
+                                Err(RecvError::Closed) => {
+                                    std::future::pending::<()>().await;
+                                }
+                            }
+                        }
+                    })
+                    .await;
+                }
+            }
+        }
+    }
+
+    async fn claim(
+        &self,
+        key: &IdempotencyKey,
+        fingerprint: &Fingerprint,
+    ) -> anyhow::Result<Claim> {
+        let Inner {
+            db, owner, lease, ..
+        } = &*self.0;
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let now = now_ms();
+        let inserted = sqlx::query(
+            "INSERT INTO jobs (id, idempotency_key, fingerprint, state, owner, lease_until, \
+             created_at) VALUES ($1, $2, $3, 'running', $4, $5, $6) \
+             ON CONFLICT (idempotency_key) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&key.0)
+        .bind(&fingerprint.0)
+        .bind(owner)
+        .bind(now + lease.as_millis() as i64)
+        .bind(now)
+        .execute(db.pool())
+        .await?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Claim::Mine(id));
+        }
+        let Some(row) = sqlx::query(
+            "SELECT id, fingerprint, state, lease_until, result FROM jobs \
+             WHERE idempotency_key = $1",
+        )
+        .bind(&key.0)
+        .fetch_optional(db.pool())
+        .await?
+        else {
+            return Ok(Claim::Gone);
+        };
+        let id: String = row.try_get("id")?;
+        if row.try_get::<String, _>("fingerprint")? != fingerprint.0 {
+            return Err(anyhow::Error::new(Conflict));
+        }
+        if row.try_get::<String, _>("state")? == "succeeded" {
+            let seeds: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("result")?)?;
+            let seeds = seeds.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+            return Ok(Claim::Succeeded { id, seeds });
+        }
+        let lease_until: i64 = row.try_get("lease_until")?;
+        if lease_until < now {
+            // Its bridge stopped renewing the claim: it died. The job runs again here.
+            let taken = sqlx::query(
+                "UPDATE jobs SET owner = $1, lease_until = $2 \
+                 WHERE id = $3 AND state = 'running' AND lease_until < $4",
+            )
+            .bind(owner)
+            .bind(now + lease.as_millis() as i64)
+            .bind(&id)
+            .bind(now)
+            .execute(db.pool())
+            .await?;
+            if taken.rows_affected() == 1 {
+                tracing::info!(job = %id, "taking over a job whose bridge stopped");
+                return Ok(Claim::Mine(id));
+            }
+        }
+        Ok(Claim::Running { id, lease_until })
+    }
+
+    /// Runs a claimed job, renewing the claim meanwhile, and records the outcome: the images
+    /// and their seeds, or, on failure, no row at all, so that a retry runs the job again.
+    async fn own<F>(&self, id: String, run: F) -> Result<Vec<Generated>, ApiError>
+    where
+        F: Future<Output = Result<Vec<Generated>, ApiError>>,
+    {
+        let renew = async {
+            loop {
+                tokio::time::sleep(self.0.lease / 3).await;
+                if let Err(e) = self.renew(&id).await {
+                    tracing::warn!(job = %id, error = %e, "could not renew a job's claim");
+                }
+            }
+        };
+        let result = tokio::select! {
+            result = run => result,
+            () = renew => unreachable!("renewing never ends"),
+        };
+        let recorded = match &result {
+            Ok(images) => self.record(&id, images).await,
+            Err(_) => self.forget(&id).await,
+        };
+        if let Err(e) = recorded {
+            tracing::error!(job = %id, error = %e, "could not record a job's outcome");
+        }
+        if let Err(e) = self.0.db.announce(&id).await {
+            tracing::warn!(job = %id, error = %e, "could not announce a finished job");
+        }
+        result
+    }
+
+    async fn renew(&self, id: &str) -> anyhow::Result<()> {
+        let Inner {
+            db, owner, lease, ..
+        } = &*self.0;
+        sqlx::query("UPDATE jobs SET lease_until = $1 WHERE id = $2 AND owner = $3")
+            .bind(now_ms() + lease.as_millis() as i64)
+            .bind(id)
+            .bind(owner)
+            .execute(db.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn record(&self, id: &str, images: &[Generated]) -> anyhow::Result<()> {
+        for (index, image) in images.iter().enumerate() {
+            self.0
+                .objects
+                .put(&file(id, index), image.data.clone())
+                .await?;
+        }
+        let seeds: Vec<String> = images.iter().map(|i| i.seed.to_string()).collect();
+        sqlx::query(
+            "UPDATE jobs SET state = 'succeeded', result = $1, finished_at = $2 \
+             WHERE id = $3 AND owner = $4",
+        )
+        .bind(serde_json::to_string(&seeds)?)
+        .bind(now_ms())
+        .bind(id)
+        .bind(&self.0.owner)
+        .execute(self.0.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    async fn forget(&self, id: &str) -> anyhow::Result<()> {
+        sqlx::query("DELETE FROM jobs WHERE id = $1 AND owner = $2")
+            .bind(id)
+            .bind(&self.0.owner)
+            .execute(self.0.db.pool())
+            .await?;
+        Ok(())
+    }
+
+    async fn load(&self, id: &str, seeds: &[u64]) -> Result<Vec<Generated>, ApiError> {
+        let mut images = Vec::with_capacity(seeds.len());
+        for (index, seed) in seeds.iter().enumerate() {
+            let data: Bytes = self
+                .0
+                .objects
+                .read(&file(id, index))
+                .await
+                .map_err(ApiError::storage)?
+                .ok_or_else(|| {
+                    ApiError::Internal(format!("the stored image {index} of job {id} is gone"))
+                })?;
+            images.push(Generated { data, seed: *seed });
+        }
+        Ok(images)
+    }
+
+    /// Removes jobs older than a day, and their files, every hour until shutdown.
+    pub fn spawn_sweeper(&self, shutdown: tokio_util::sync::CancellationToken) {
+        let ledger = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => {
+                        if let Err(e) = ledger.sweep().await {
+                            tracing::warn!(error = %e, "could not remove old jobs");
+                        }
+                    }
+                    () = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+
+    async fn sweep(&self) -> anyhow::Result<()> {
+        let before = now_ms() - KEPT_FOR.as_millis() as i64;
+        let rows = sqlx::query("DELETE FROM jobs WHERE created_at < $1 RETURNING id, result")
+            .bind(before)
+            .fetch_all(self.0.db.pool())
+            .await?;
+        for row in rows {
+            let id: String = row.try_get("id")?;
+            let result: Option<String> = row.try_get("result")?;
+            let count = result
+                .and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok())
+                .map_or(0, |seeds| seeds.len());
+            for index in 0..count {
+                self.0.objects.delete(&file(&id, index)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The same key came with another request.
+#[derive(Debug, thiserror::Error)]
+#[error("idempotency key reused")]
+struct Conflict;
+
+fn internal(e: anyhow::Error) -> ApiError {
+    if e.is::<Conflict>() {
+        return ApiError::IdempotencyConflict;
+    }
+    ApiError::Internal(format!("the jobs table: {e:#}"))
+}
+
+fn file(id: &str, index: usize) -> String {
+    format!("jobs/{id}/{index}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprints_tell_parts_apart() {
+        let a = Fingerprint::of([&b"ab"[..], b"c"]);
+        assert_eq!(a, Fingerprint::of([&b"ab"[..], b"c"]));
+        assert_ne!(a, Fingerprint::of([&b"a"[..], b"bc"]));
+        assert_ne!(a, Fingerprint::of([&b"abc"[..]]));
+    }
+
+    #[test]
+    fn keys_are_scoped_to_the_credentials() {
+        let a = IdempotencyKey::new(b"Bearer sk-a", "retry-1");
+        assert_eq!(a.0, IdempotencyKey::new(b"Bearer sk-a", "retry-1").0);
+        assert_ne!(a.0, IdempotencyKey::new(b"Bearer sk-b", "retry-1").0);
+        assert!(!a.0.contains("sk-a") && !a.0.contains("retry-1"));
+    }
+}

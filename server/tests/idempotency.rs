@@ -1,0 +1,163 @@
+//! Requests with an `Idempotency-Key`: a retry gets the first request's images instead of a
+//! second run, while it runs and after; the same key with another request is refused.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use serde_json::{Value, json};
+
+async fn send(h: &Harness, key: Option<&str>, body: Value) -> (u16, Value) {
+    let mut req = h
+        .http
+        .post(format!("{}/v1/images/generations", h.url))
+        .json(&body);
+    if let Some(key) = key {
+        req = req.header("Idempotency-Key", key);
+    }
+    read(req.send().await.unwrap()).await
+}
+
+#[tokio::test]
+async fn a_retry_while_running_and_after_gets_the_same_images_from_one_run() {
+    let h = start_full(slow_sim(Duration::from_millis(20)), |_| {}).await;
+    let body = json!({"model": MODEL, "prompt": "once", "size": "64x64", "n": 2});
+    let first = send(&h, Some("retry-1"), body.clone());
+    let second = async {
+        // The first is running by now.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        send(&h, Some("retry-1"), body.clone()).await
+    };
+    let ((s1, b1), (s2, b2)) = tokio::join!(first, second);
+    assert_eq!((s1, s2), (200, 200), "{b1} {b2}");
+    assert_eq!(
+        returned_images(&b1),
+        returned_images(&b2),
+        "the retry gets the very same images"
+    );
+    assert_eq!(h.sim.sim.submitted().len(), 2, "two images, made once");
+
+    let (status, again) = send(&h, Some("retry-1"), body.clone()).await;
+    assert_eq!(status, 200);
+    assert_eq!(returned_images(&again), returned_images(&b1));
+    assert_eq!(h.sim.sim.submitted().len(), 2);
+
+    // Without a key, or with another, the request runs again.
+    let (status, _) = send(&h, None, body.clone()).await;
+    assert_eq!(status, 200);
+    let (status, other) = send(&h, Some("retry-2"), body).await;
+    assert_eq!(status, 200);
+    assert_ne!(
+        returned_images(&other),
+        returned_images(&b1),
+        "new seeds, new images"
+    );
+    assert_eq!(h.sim.sim.submitted().len(), 6);
+}
+
+#[tokio::test]
+async fn the_same_key_with_another_request_is_refused() {
+    let h = start().await;
+    let body = json!({"model": MODEL, "prompt": "first", "size": "64x64"});
+    let (status, _) = send(&h, Some("k-409"), body).await;
+    assert_eq!(status, 200);
+    let (status, err) = send(
+        &h,
+        Some("k-409"),
+        json!({"model": MODEL, "prompt": "second", "size": "64x64"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{err}");
+    assert_envelope(&err);
+    assert_eq!(err["error"]["code"], "idempotency_key_reused");
+    assert_eq!(h.sim.sim.submitted().len(), 1);
+}
+
+#[tokio::test]
+async fn keys_are_checked_and_belong_to_their_api_key() {
+    let h = start_with(|c| c.api_key = vec!["sk-a".into(), "sk-b".into()]).await;
+    let long = "x".repeat(256);
+    for bad in ["", "has space", long.as_str()] {
+        let res = h
+            .http
+            .post(format!("{}/v1/images/generations", h.url))
+            .bearer_auth("sk-a")
+            .header("Idempotency-Key", bad)
+            .json(&json!({"model": MODEL, "prompt": "p", "size": "64x64"}))
+            .send()
+            .await
+            .unwrap();
+        let (status, err) = read(res).await;
+        assert_eq!(status, 400, "{bad:?}: {err}");
+        assert_envelope(&err);
+        assert_eq!(err["error"]["param"], "Idempotency-Key");
+    }
+    assert!(
+        h.sim.sim.submitted().is_empty(),
+        "bad keys never reach ComfyUI"
+    );
+
+    // Two clients with different API keys who pick the same key do not meet.
+    let body = json!({"model": MODEL, "prompt": "p", "size": "64x64"});
+    let mut seen = Vec::new();
+    for api_key in ["sk-a", "sk-b"] {
+        let res = h
+            .http
+            .post(format!("{}/v1/images/generations", h.url))
+            .bearer_auth(api_key)
+            .header("Idempotency-Key", "shared")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, made) = read(res).await;
+        assert_eq!(status, 200, "{made}");
+        seen.push(returned_images(&made));
+    }
+    assert_ne!(seen[0], seen[1]);
+    assert_eq!(h.sim.sim.submitted().len(), 2);
+}
+
+#[tokio::test]
+async fn a_resent_edit_form_is_the_same_request() {
+    let h = start().await;
+    let form = || {
+        reqwest::multipart::Form::new()
+            .text("prompt", "make it blue")
+            .text("size", "512x512")
+            .part(
+                "image",
+                file_part(png(512, 512, [200, 0, 0, 255], false), "in.png"),
+            )
+    };
+    let mut results = Vec::new();
+    for _ in 0..2 {
+        // A new form each time, with a new boundary, as an SDK's retry sends it.
+        let res = h
+            .http
+            .post(format!("{}/v1/images/edits", h.url))
+            .header("Idempotency-Key", "edit-1")
+            .multipart(form())
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = read(res).await;
+        assert_eq!(status, 200, "{body}");
+        results.push(returned_images(&body));
+    }
+    assert_eq!(results[0], results[1]);
+    assert_eq!(h.sim.sim.submitted().len(), 1);
+}
+
+#[tokio::test]
+async fn a_failed_job_is_not_kept_so_a_retry_runs_it_again() {
+    let h = start().await;
+    let body = json!({"model": MODEL, "prompt": "fails once", "size": "64x64"});
+    h.sim.sim.fail_next_execution(None);
+    let (status, err) = send(&h, Some("fail-1"), body.clone()).await;
+    assert!(status >= 500, "{status} {err}");
+    let (status, made) = send(&h, Some("fail-1"), body).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(h.sim.sim.submitted().len(), 2);
+}
