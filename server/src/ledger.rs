@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 use crate::{
     db::Db,
     error::{ApiError, ErrorCode},
-    jobs::Generated,
+    jobs::{Durable, Generated},
     objects::{Objects, now_ms},
 };
 
@@ -127,7 +127,7 @@ fn hex(bytes: &[u8]) -> String {
 /// Where a request with a key stands.
 enum Claim {
     /// This request inserted the row (or took over one whose owner died): it runs the job.
-    Mine(String),
+    Mine(Durable),
     Succeeded {
         id: String,
         seeds: Vec<u64>,
@@ -153,20 +153,23 @@ impl Ledger {
     /// The images of the job under `key`: run now by `run` if no bridge has it, else those of
     /// the job already running or finished. `run` is driven to its end even if this request
     /// goes away, so a retry finds its images.
-    pub async fn run_once<F>(&self, once: &Once, run: F) -> Result<Vec<Generated>, ApiError>
+    pub async fn run_once<R, F>(
+        &self,
+        once: &Once,
+        seeds: &[u64],
+        run: R,
+    ) -> Result<Vec<Generated>, ApiError>
     where
+        R: FnOnce(Durable) -> F,
         F: Future<Output = Result<Vec<Generated>, ApiError>> + Send + 'static,
     {
         let mut run = Some(run);
         loop {
             let mut events = self.0.db.subscribe();
-            match self
-                .claim(&once.key, &once.fingerprint)
-                .await
-                .map_err(internal)?
-            {
-                Claim::Mine(id) => {
-                    let run = run.take().expect("a job is claimed once");
+            match self.claim(once, seeds).await.map_err(internal)? {
+                Claim::Mine(durable) => {
+                    let id = durable.id.clone();
+                    let run = run.take().expect("a job is claimed once")(durable);
                     let ledger = self.clone();
                     return tokio::spawn(async move { ledger.own(id, run).await })
                         .await
@@ -195,19 +198,16 @@ impl Ledger {
         }
     }
 
-    async fn claim(
-        &self,
-        key: &IdempotencyKey,
-        fingerprint: &Fingerprint,
-    ) -> anyhow::Result<Claim> {
+    async fn claim(&self, once: &Once, seeds: &[u64]) -> anyhow::Result<Claim> {
         let Inner {
             db, owner, lease, ..
         } = &*self.0;
+        let Once { key, fingerprint } = once;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, idempotency_key, fingerprint, state, owner, lease_until, \
-             created_at) VALUES ($1, $2, $3, 'running', $4, $5, $6) \
+             created_at, seeds) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(&id)
@@ -216,13 +216,18 @@ impl Ledger {
         .bind(owner)
         .bind(now + lease.as_millis() as i64)
         .bind(now)
+        .bind(seeds_json(seeds)?)
         .execute(db.pool())
         .await?;
         if inserted.rows_affected() == 1 {
-            return Ok(Claim::Mine(id));
+            return Ok(Claim::Mine(Durable {
+                id,
+                resume: false,
+                seeds: seeds.to_vec(),
+            }));
         }
         let Some(row) = sqlx::query(
-            "SELECT id, fingerprint, state, lease_until, result FROM jobs \
+            "SELECT id, fingerprint, state, lease_until, result, seeds FROM jobs \
              WHERE idempotency_key = $1",
         )
         .bind(&key.0)
@@ -236,8 +241,7 @@ impl Ledger {
             return Err(anyhow::Error::new(Conflict));
         }
         if row.try_get::<String, _>("state")? == "succeeded" {
-            let seeds: Vec<String> = serde_json::from_str(&row.try_get::<String, _>("result")?)?;
-            let seeds = seeds.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+            let seeds = parse_seeds(&row.try_get::<String, _>("result")?)?;
             return Ok(Claim::Succeeded { id, seeds });
         }
         let lease_until: i64 = row.try_get("lease_until")?;
@@ -255,7 +259,15 @@ impl Ledger {
             .await?;
             if taken.rows_affected() == 1 {
                 tracing::info!(job = %id, "taking over a job whose bridge stopped");
-                return Ok(Claim::Mine(id));
+                let first: Option<String> = row.try_get("seeds")?;
+                return Ok(Claim::Mine(Durable {
+                    id,
+                    resume: true,
+                    seeds: match first {
+                        Some(first) => parse_seeds(&first)?,
+                        None => seeds.to_vec(),
+                    },
+                }));
             }
         }
         Ok(Claim::Running { id, lease_until })
@@ -312,12 +324,12 @@ impl Ledger {
                 .put(&file(id, index), image.data.clone())
                 .await?;
         }
-        let seeds: Vec<String> = images.iter().map(|i| i.seed.to_string()).collect();
+        let seeds: Vec<u64> = images.iter().map(|i| i.seed).collect();
         sqlx::query(
             "UPDATE jobs SET state = 'succeeded', result = $1, finished_at = $2 \
              WHERE id = $3 AND owner = $4",
         )
-        .bind(serde_json::to_string(&seeds)?)
+        .bind(seeds_json(&seeds)?)
         .bind(now_ms())
         .bind(id)
         .bind(&self.0.owner)
@@ -380,7 +392,7 @@ impl Ledger {
             let id: String = row.try_get("id")?;
             let result: Option<String> = row.try_get("result")?;
             let count = result
-                .and_then(|r| serde_json::from_str::<Vec<String>>(&r).ok())
+                .and_then(|r| parse_seeds(&r).ok())
                 .map_or(0, |seeds| seeds.len());
             for index in 0..count {
                 self.0.objects.delete(&file(&id, index)).await?;
@@ -400,6 +412,17 @@ fn internal(e: anyhow::Error) -> ApiError {
         return ApiError::IdempotencyConflict;
     }
     ApiError::Internal(format!("the jobs table: {e:#}"))
+}
+
+/// Seeds as JSON strings: they reach 2^64, past what JSON numbers hold exactly everywhere.
+fn seeds_json(seeds: &[u64]) -> anyhow::Result<String> {
+    let text: Vec<String> = seeds.iter().map(u64::to_string).collect();
+    Ok(serde_json::to_string(&text)?)
+}
+
+fn parse_seeds(json: &str) -> anyhow::Result<Vec<u64>> {
+    let text: Vec<String> = serde_json::from_str(json)?;
+    Ok(text.iter().map(|s| s.parse()).collect::<Result<_, _>>()?)
 }
 
 fn file(id: &str, index: usize) -> String {

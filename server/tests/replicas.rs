@@ -41,6 +41,8 @@ fn main() {
         println!("replicas: one gallery on S3 storage: ok");
         a_retry_on_another_replica_gets_the_same_job().await;
         println!("replicas: a retry on another replica gets the same job: ok");
+        a_retry_after_its_replica_died_collects_the_job_it_started().await;
+        println!("replicas: a retry after its replica died collects the job it started: ok");
     });
 }
 
@@ -154,6 +156,17 @@ impl Replica {
             tokio::time::sleep(Duration::from_millis(25)).await;
         }
         panic!("{} never listed {prompt:?}", self.url);
+    }
+}
+
+impl Replica {
+    /// `kill -9`: no shutdown, no clean-up, connections cut.
+    fn kill_9(&self) {
+        let status = Command::new("kill")
+            .args(["-9", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(status.success());
     }
 }
 
@@ -330,6 +343,49 @@ async fn a_retry_on_another_replica_gets_the_same_job() {
     assert_eq!(status, 409, "{conflict}");
     assert_eq!(conflict["error"]["code"], "idempotency_key_reused");
     assert_eq!(sim.sim.submitted().len(), 2);
+
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+async fn a_retry_after_its_replica_died_collects_the_job_it_started() {
+    let sim = sim_with(slow_sim(Duration::from_millis(40))).await;
+    let scratch = scratch_dir();
+    let env = [
+        ("DATABASE_URL", fresh_database().await),
+        ("JOB_LEASE_SECS", "2".to_string()),
+    ];
+    let a = Replica::start(&sim.url, &scratch, &env);
+    let b = Replica::start(&sim.url, &scratch, &env);
+    a.wait_until_ready().await;
+    b.wait_until_ready().await;
+
+    let body = json!({"model": MODEL, "prompt": "outlives its bridge", "size": "64x64", "n": 2});
+    let on_a = a.generate_once("job-2", &body);
+    let kill_a = async {
+        // Both prompts are in ComfyUI: then A dies.
+        while sim.sim.submitted().len() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        a.kill_9();
+    };
+    let (on_a, ()) = tokio::join!(on_a, kill_a);
+    assert!(on_a.is_none(), "A died mid-request: {on_a:?}");
+
+    // The client retries with the same key, and the balancer sends it to B.
+    let started = std::time::Instant::now();
+    let (status, made) = b.generate_once("job-2", &body).await.unwrap();
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(returned_images(&made).len(), 2);
+    assert_eq!(
+        sim.sim.submitted().len(),
+        2,
+        "ComfyUI ran the job's prompts once: B collected what A had started"
+    );
+    assert!(started.elapsed() < Duration::from_secs(30));
+    // A never got to keep the images; B did.
+    let listed = b.listed("outlives its bridge").await;
+    assert_eq!(listed["model"], MODEL);
 
     drop((a, b));
     let _ = std::fs::remove_dir_all(scratch);

@@ -52,33 +52,69 @@ impl Drop for JobGuard {
     }
 }
 
+/// Which prompt a run is: its id in ComfyUI, and whether another bridge may have submitted it
+/// already (a job taken over from a bridge that died), so that it is looked for first.
+#[derive(Debug, Clone)]
+pub struct Prompt {
+    /// A lowercase UUID: newer ComfyUI refuses a client-chosen id in any other form.
+    pub id: String,
+    pub resume: bool,
+}
+
+impl Prompt {
+    pub fn fresh() -> Prompt {
+        Prompt {
+            id: uuid::Uuid::new_v4().to_string(),
+            resume: false,
+        }
+    }
+
+    /// The same id each time for the same `name`, so a bridge taking a job over finds the
+    /// prompts its first bridge submitted.
+    pub fn named(name: &[u8], resume: bool) -> Prompt {
+        use sha2::{Digest, Sha256};
+        let hash = Sha256::digest(name);
+        let mut bytes = [0u8; 16];
+        bytes.copy_from_slice(&hash[..16]);
+        Prompt {
+            id: uuid::Builder::from_random_bytes(bytes)
+                .into_uuid()
+                .to_string(),
+            resume,
+        }
+    }
+}
+
 impl ComfyServer {
     /// Runs a prompt to its end and returns the images of `outputs` (node ids, in that order;
     /// empty means every image output, by node id). `updates` receives progress as it happens.
     /// Everything it logs carries the server and the prompt id.
     pub async fn run(
         self: &Arc<Self>,
+        prompt: Prompt,
         graph: &Value,
         outputs: &[String],
         updates: Option<mpsc::UnboundedSender<JobUpdate>>,
         timeout: Duration,
     ) -> Result<Vec<OutputImage>, ComfyError> {
-        // A lowercase UUID: newer ComfyUI refuses a client-chosen id in any other form.
-        let prompt_id = uuid::Uuid::new_v4().to_string();
-        let span = tracing::info_span!("job", server = %self.name(), prompt_id = %prompt_id);
-        self.run_prompt(prompt_id, graph, outputs, updates, timeout)
+        let span = tracing::info_span!("job", server = %self.name(), prompt_id = %prompt.id);
+        self.run_prompt(prompt, graph, outputs, updates, timeout)
             .instrument(span)
             .await
     }
 
     async fn run_prompt(
         self: &Arc<Self>,
-        prompt_id: String,
+        prompt: Prompt,
         graph: &Value,
         outputs: &[String],
         updates: Option<mpsc::UnboundedSender<JobUpdate>>,
         timeout: Duration,
     ) -> Result<Vec<OutputImage>, ComfyError> {
+        let Prompt {
+            id: prompt_id,
+            resume,
+        } = prompt;
         let deadline = Instant::now() + timeout;
         let (tx, mut rx) = mpsc::unbounded_channel();
         self.waiters
@@ -98,14 +134,35 @@ impl ComfyServer {
             }
         };
 
+        // A prompt another bridge submitted is followed, or collected, where it is; one this
+        // server does not know is submitted as if new.
+        let found = if resume {
+            match self.resolve(&prompt_id).await {
+                Ok(Some(entry)) => Some(Some(entry)),
+                Ok(None) => Some(None),
+                Err(ComfyError::Lost) => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        if let Some(entry) = found.clone().flatten() {
+            tracing::info!(server = %self.url, prompt_id, "collecting a prompt another bridge ran");
+            guard.settled = true;
+            return self.finish(prompt_id, &entry, outputs, Vec::new()).await;
+        }
         // Counted as submitted before the request goes out: a caller that leaves while the
         // POST is in flight may leave a queued prompt behind, which the guard then cancels.
         guard.submitted = true;
-        let queued = tokio::select! {
-            r = self.submit(&prompt_id, graph) => r.inspect_err(|_| guard.settled = true)?,
-            () = sleep_until(deadline) => return Err(ComfyError::Timeout(timeout)),
-        };
-        tracing::debug!(server = %self.url, prompt_id, number = queued, "prompt queued");
+        if found.is_some() {
+            tracing::info!(server = %self.url, prompt_id, "following a prompt another bridge submitted");
+        } else {
+            let queued = tokio::select! {
+                r = self.submit(&prompt_id, graph) => r.inspect_err(|_| guard.settled = true)?,
+                () = sleep_until(deadline) => return Err(ComfyError::Timeout(timeout)),
+            };
+            tracing::debug!(server = %self.url, prompt_id, number = queued, "prompt queued");
+        }
         if updates.is_some() {
             let position = self.queue_position(&prompt_id);
             let ahead = tokio::time::timeout(Duration::from_secs(2), position)
@@ -163,8 +220,18 @@ impl ComfyServer {
             }
         };
         guard.settled = true;
+        self.finish(prompt_id, &entry, outputs, socket_images).await
+    }
 
-        let result = self.collect(&entry, outputs, socket_images).await;
+    /// The images of a finished prompt; its history entry is then dropped.
+    async fn finish(
+        self: &Arc<Self>,
+        prompt_id: String,
+        entry: &Value,
+        outputs: &[String],
+        socket_images: Vec<(Option<String>, bytes::Bytes)>,
+    ) -> Result<Vec<OutputImage>, ComfyError> {
+        let result = self.collect(entry, outputs, socket_images).await;
         let server = self.clone();
         tokio::spawn(async move { server.delete_history(&prompt_id).await });
         result

@@ -15,6 +15,7 @@ mod ws;
 pub use error::ComfyError;
 pub use events::JobUpdate;
 pub use fleet::{Reservation, ServerOptions};
+pub use job::Prompt;
 pub use pool::ComfyPool;
 pub use schema::{InputSpec, NodeClasses, NodeSchema, ObjectInfo};
 pub use server::{ComfyServer, OutputImage, ServerProbe};

@@ -79,11 +79,11 @@ impl Delivery {
             }
             (None, Some(once)) => {
                 let job = Arc::new(request.job);
-                let run = {
+                let run = |durable| {
                     let (jobs, job) = (jobs.clone(), job.clone());
-                    async move { jobs.run(&job).await }
+                    async move { jobs.run_durable(&job, &durable).await }
                 };
-                let images = self.ledger.run_once(&once, run).await?;
+                let images = self.ledger.run_once(&once, job.seeds(), run).await?;
                 self.images_response(headers, &job, images).await
             }
         }

@@ -20,7 +20,7 @@ pub use limits::Limits;
 use staging::Staging;
 
 use crate::{
-    comfy::{ComfyError, ComfyPool, ComfyServer, JobUpdate},
+    comfy::{ComfyError, ComfyPool, ComfyServer, JobUpdate, Prompt},
     config::{Config, ImageMetadata},
     error::ApiError,
     metadata, routing,
@@ -51,6 +51,17 @@ pub struct Finished {
     pub keep: bool,
     pub images: Vec<Generated>,
     pub took: Duration,
+}
+
+/// A job recorded in the database, which a bridge may take over from another that died: its
+/// prompts get ids derived from the job's, so the new bridge finds those already submitted,
+/// and its seeds are those first chosen, so any image made again is the same.
+#[derive(Debug, Clone)]
+pub struct Durable {
+    pub id: String,
+    /// Whether another bridge ran this job before.
+    pub resume: bool,
+    pub seeds: Vec<u64>,
 }
 
 /// The ComfyUI servers and the limits jobs run under.
@@ -100,7 +111,16 @@ impl Jobs {
     /// dropping the future cancels the jobs in ComfyUI. Input files are uploaded once to each
     /// server that runs one of the jobs, and removed again afterwards where the server allows.
     pub async fn run(&self, job: &Job) -> Result<Vec<Generated>, ApiError> {
-        self.run_all(job, None).await
+        self.run_all(job, None, None).await
+    }
+
+    /// As [`Jobs::run`], for a job recorded in the database.
+    pub async fn run_durable(
+        &self,
+        job: &Job,
+        durable: &Durable,
+    ) -> Result<Vec<Generated>, ApiError> {
+        self.run_all(job, Some(durable), None).await
     }
 
     /// As [`Jobs::run`], telling each job's progress as it happens: call [`Reporting::next`]
@@ -108,7 +128,7 @@ impl Jobs {
     pub fn run_reporting<'a>(&'a self, job: &'a Job) -> Reporting<'a> {
         let (tx, rx) = mpsc::unbounded_channel();
         Reporting {
-            generation: Box::pin(self.run_all(job, Some(tx))),
+            generation: Box::pin(self.run_all(job, None, Some(tx))),
             updates: rx,
         }
     }
@@ -116,6 +136,7 @@ impl Jobs {
     async fn run_all(
         &self,
         job: &Job,
+        durable: Option<&Durable>,
         updates: Option<Updates>,
     ) -> Result<Vec<Generated>, ApiError> {
         let Inner {
@@ -131,7 +152,11 @@ impl Jobs {
         let _admission = limits.admit(job.seeds().len())?;
         let staging = Staging::default();
         let staging = &staging;
-        let images = stream::iter(job.seeds().iter().copied().enumerate())
+        let seeds = durable
+            .map(|d| d.seeds.as_slice())
+            .filter(|seeds| seeds.len() == job.seeds().len())
+            .unwrap_or(job.seeds());
+        let images = stream::iter(seeds.iter().copied().enumerate())
             .map(|(index, seed)| async move {
                 let _permit = match limits.try_run() {
                     Some(permit) => permit,
@@ -151,6 +176,10 @@ impl Jobs {
                 // A server that could not be reached never had the job: it goes to the next.
                 // One that had it and went away or lost it: it runs once more elsewhere, with
                 // the same seed, so the image is the same.
+                let prompt = || match durable {
+                    Some(d) => Prompt::named(format!("{}/{index}", d.id).as_bytes(), d.resume),
+                    None => Prompt::fresh(),
+                };
                 let mut avoid: Vec<Arc<ComfyServer>> = Vec::new();
                 let mut rerun = false;
                 let mut last_error = None;
@@ -163,6 +192,7 @@ impl Jobs {
                     let left = deadline.saturating_duration_since(Instant::now());
                     let attempt = Attempt {
                         job,
+                        prompt: prompt(),
                         params: params.clone(),
                         index,
                         updates,
@@ -219,6 +249,7 @@ impl Jobs {
 /// One try of one image on one server.
 struct Attempt<'a> {
     job: &'a Job,
+    prompt: Prompt,
     params: RenderParams,
     index: usize,
     updates: Option<&'a Updates>,
@@ -231,6 +262,7 @@ impl Attempt<'_> {
     async fn run(self, server: &Arc<ComfyServer>) -> Result<Bytes, ApiError> {
         let Attempt {
             job,
+            prompt,
             mut params,
             index,
             updates,
@@ -248,7 +280,7 @@ impl Attempt<'_> {
         let graph = template.render(&params);
         let outputs = template.output_nodes();
         let images = match updates {
-            None => server.run(&graph, outputs, None, timeout).await?,
+            None => server.run(prompt, &graph, outputs, None, timeout).await?,
             Some(out) => {
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 let forward = async {
@@ -256,8 +288,10 @@ impl Attempt<'_> {
                         let _ = out.send((index, update));
                     }
                 };
-                let (images, ()) =
-                    tokio::join!(server.run(&graph, outputs, Some(tx), timeout), forward);
+                let (images, ()) = tokio::join!(
+                    server.run(prompt, &graph, outputs, Some(tx), timeout),
+                    forward
+                );
                 images?
             }
         };
