@@ -129,6 +129,14 @@ pub struct Config {
     /// seconds: after a bridge dies, a retry on another runs the job after at most this long.
     #[arg(long, env = "JOB_LEASE_SECS", default_value_t = 30)]
     pub job_lease_secs: u64,
+    /// Hosts async jobs' webhooks may be delivered to (`hooks.example.com` for any port, or
+    /// `host:port`), comma separated. Unset: no webhooks.
+    #[arg(long, env = "WEBHOOK_HOSTS", value_delimiter = ',')]
+    pub webhook_hosts: Vec<String>,
+    /// The key webhooks are signed with (HMAC-SHA256, as Standard Webhooks; a `whsec_…`
+    /// secret is used base64-decoded). Unset: no webhooks.
+    #[arg(long, env = "WEBHOOK_SECRET", hide_env_values = true)]
+    pub webhook_secret: Option<String>,
     /// Where image files are kept: unset for DATA_DIR (a volume several bridges mount works),
     /// or `s3://bucket/prefix` for S3-compatible storage, configured by the usual AWS_*
     /// variables (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,

@@ -11,6 +11,7 @@ pub mod error;
 mod extract;
 pub mod gallery;
 mod health;
+mod hosts;
 pub mod jobs;
 mod ledger;
 mod metadata;
@@ -46,7 +47,7 @@ use crate::{
     deliver::Delivery,
     gallery::{Gallery, GalleryState},
     jobs::Jobs,
-    ledger::Ledger,
+    ledger::{Ledger, Webhooks},
     models::Models,
     objects::Objects,
     state::AppState,
@@ -119,8 +120,10 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
     );
     images.spawn_sweeper(shutdown.clone());
     let db = Db::open(config.database_url.as_deref(), &config.data_dir).await?;
-    let ledger = Ledger::new(db.clone(), objects.clone(), config.job_lease());
+    let webhooks = Webhooks::new(&config.webhook_hosts, config.webhook_secret.as_deref());
+    let ledger = Ledger::new(db.clone(), objects.clone(), webhooks, config.job_lease());
     ledger.spawn_sweeper(shutdown.clone());
+    ledger.spawn_deliveries(shutdown.clone());
     let gallery = if config.gallery != config::GalleryMode::Off {
         let gallery = Gallery::open(db, objects, config.gallery_retention())
             .await

@@ -43,6 +43,8 @@ fn main() {
         println!("replicas: a retry on another replica gets the same job: ok");
         a_retry_after_its_replica_died_collects_the_job_it_started().await;
         println!("replicas: a retry after its replica died collects the job it started: ok");
+        a_webhook_is_delivered_once_though_its_replica_died_delivering().await;
+        println!("replicas: a webhook is delivered once though its replica died delivering: ok");
     });
 }
 
@@ -303,17 +305,28 @@ async fn one_gallery_across_replicas(storage: Storage) {
     let _ = std::fs::remove_dir_all(scratch);
 }
 
-async fn a_retry_on_another_replica_gets_the_same_job() {
-    let sim = sim_with(slow_sim(Duration::from_millis(20))).await;
-    let scratch = scratch_dir();
-    let env = [
+/// Two replicas on a fresh database and one directory, whose claims run out after 2 s.
+async fn two_replicas(
+    comfyui: &str,
+    dir: &Path,
+    more: &[(&'static str, String)],
+) -> (Replica, Replica) {
+    let mut env = vec![
         ("DATABASE_URL", fresh_database().await),
         ("JOB_LEASE_SECS", "2".to_string()),
     ];
-    let a = Replica::start(&sim.url, &scratch, &env);
-    let b = Replica::start(&sim.url, &scratch, &env);
+    env.extend(more.iter().cloned());
+    let a = Replica::start(comfyui, dir, &env);
+    let b = Replica::start(comfyui, dir, &env);
     a.wait_until_ready().await;
     b.wait_until_ready().await;
+    (a, b)
+}
+
+async fn a_retry_on_another_replica_gets_the_same_job() {
+    let sim = sim_with(slow_sim(Duration::from_millis(20))).await;
+    let scratch = scratch_dir();
+    let (a, b) = two_replicas(&sim.url, &scratch, &[]).await;
 
     // Sent to A; the client gives up waiting and retries, and the balancer picks B.
     let body = json!({"model": MODEL, "prompt": "one job", "size": "64x64", "n": 2});
@@ -351,14 +364,7 @@ async fn a_retry_on_another_replica_gets_the_same_job() {
 async fn a_retry_after_its_replica_died_collects_the_job_it_started() {
     let sim = sim_with(slow_sim(Duration::from_millis(40))).await;
     let scratch = scratch_dir();
-    let env = [
-        ("DATABASE_URL", fresh_database().await),
-        ("JOB_LEASE_SECS", "2".to_string()),
-    ];
-    let a = Replica::start(&sim.url, &scratch, &env);
-    let b = Replica::start(&sim.url, &scratch, &env);
-    a.wait_until_ready().await;
-    b.wait_until_ready().await;
+    let (a, b) = two_replicas(&sim.url, &scratch, &[]).await;
 
     let body = json!({"model": MODEL, "prompt": "outlives its bridge", "size": "64x64", "n": 2});
     let on_a = a.generate_once("job-2", &body);
@@ -386,6 +392,67 @@ async fn a_retry_after_its_replica_died_collects_the_job_it_started() {
     // A never got to keep the images; B did.
     let listed = b.listed("outlives its bridge").await;
     assert_eq!(listed["model"], MODEL);
+
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+async fn a_webhook_is_delivered_once_though_its_replica_died_delivering() {
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let sim = sim_with(sim::SimConfig::default()).await;
+    // A's delivery gets no answer: A dies waiting for it, after the job finished.
+    let receiver = Receiver::start(&[Answer::Hang]).await;
+    let scratch = scratch_dir();
+    let (a, b) = two_replicas(
+        &sim.url,
+        &scratch,
+        &[
+            ("WEBHOOK_HOSTS", receiver.host.clone()),
+            ("WEBHOOK_SECRET", SECRET.to_string()),
+        ],
+    )
+    .await;
+    let (status, job) = a
+        .post(
+            "/v1/images/generations",
+            json!({"model": MODEL, "prompt": "hooked", "size": "64x64",
+                   "webhook_url": receiver.url}),
+        )
+        .await;
+    assert_eq!(status, 202, "{job}");
+    while receiver.attempts().is_empty() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill_9();
+
+    // B finds the delivery A left once A's claim on it runs out, and makes it.
+    let delivered = receiver.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(delivered.len(), 1, "attempts: {:?}", receiver.attempts());
+    let d = &delivered[0];
+    assert_eq!(
+        receiver.attempts(),
+        [d.id.clone(), d.id.clone()],
+        "the same delivery id"
+    );
+    let key = base64::Engine::decode(
+        &base64::engine::general_purpose::STANDARD,
+        SECRET.trim_start_matches("whsec_"),
+    )
+    .unwrap();
+    assert_eq!(d.signature, webhook_signature(&key, d));
+    let body: Value = serde_json::from_slice(&d.body).unwrap();
+    assert_eq!(
+        (&body["id"], &body["status"]),
+        (&job["id"], &json!("succeeded"))
+    );
+    assert_eq!(sim.sim.submitted().len(), 1);
+    // B reads the job too.
+    let (status, _) = b
+        .fetch(&format!("/v1/jobs/{}", job["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(receiver.delivered().len(), 1, "delivered once");
 
     drop((a, b));
     let _ = std::fs::remove_dir_all(scratch);

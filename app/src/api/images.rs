@@ -10,6 +10,9 @@ use super::size::Size;
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
 pub struct ImageGenerationRequest {
     pub prompt: String,
+    /// Async jobs: where the outcome is delivered, on a host the bridge allows.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webhook_url: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,7 +14,7 @@ use std::{sync::Arc, time::Duration};
 use app::api::images::{ImageData, ImagesResponse, ResponseFormat};
 use axum::{
     Json,
-    http::HeaderMap,
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
 use base64::Engine;
@@ -24,7 +24,7 @@ use crate::{
     config::{ChatImages, Config},
     error::ApiError,
     jobs::{Generated, Jobs},
-    ledger::{Ledger, Once},
+    ledger::{Later, Ledger, Once},
     storage::ImageStore,
     validate::{ChatRequest, ImageRequest, Job, Output},
 };
@@ -68,7 +68,11 @@ impl Delivery {
         headers: &HeaderMap,
         request: ImageRequest,
         once: Option<Once>,
+        later: Option<Later>,
     ) -> Result<Response, ApiError> {
+        if let Some(later) = later {
+            return self.submit(jobs, headers, request, once, later).await;
+        }
         match (request.stream, once) {
             (Some(options), _) => {
                 image_stream::image_stream(self, jobs.clone(), request.job, options).await
@@ -87,6 +91,58 @@ impl Delivery {
                 self.images_response(headers, &job, images).await
             }
         }
+    }
+
+    /// Whether a request asks to be an async job (see [`Ledger::later`]).
+    pub fn later(
+        &self,
+        headers: &HeaderMap,
+        webhook_url: Option<String>,
+    ) -> Result<Option<Later>, ApiError> {
+        self.ledger.later(headers, webhook_url)
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Accepts an image request as an async job: 202 with the job, whose outcome is read at
+    /// `/v1/jobs/{id}` (and delivered to its webhook).
+    async fn submit(
+        &self,
+        jobs: &Jobs,
+        headers: &HeaderMap,
+        request: ImageRequest,
+        once: Option<Once>,
+        later: Later,
+    ) -> Result<Response, ApiError> {
+        if request.stream.is_some() {
+            return Err(ApiError::invalid(
+                "stream",
+                "An async job (Prefer: respond-async, or a webhook_url) cannot also stream; \
+                 read its progress at /v1/jobs/{id} instead.",
+            ));
+        }
+        let job = Arc::new(request.job);
+        let base = self.store.base(headers);
+        let run = {
+            let (jobs, job, delivery) = (jobs.clone(), job.clone(), self.clone());
+            move |durable| async move {
+                let images = jobs.run_durable(&job, &durable).await?;
+                delivery.images_document(&base, &job, images).await
+            }
+        };
+        let accepted = self
+            .ledger
+            .submit(later, once.as_ref(), job.seeds(), run)
+            .await?;
+        let location = format!("/v1/jobs/{}", accepted.id);
+        Ok((
+            StatusCode::ACCEPTED,
+            [(header::LOCATION, location)],
+            Json(accepted),
+        )
+            .into_response())
     }
 
     /// Runs a chat request's job and answers with the assistant's reply, whole or streamed.
@@ -110,11 +166,41 @@ impl Delivery {
         job: &Job,
         images: Vec<Generated>,
     ) -> Result<Response, ApiError> {
+        let (reply, inline) = self.reply(&self.store.base(headers), job, images).await?;
+        if inline.is_empty() {
+            Ok(Json(reply).into_response())
+        } else {
+            b64_body::response(reply, inline)
+        }
+    }
+
+    /// The same reply as one JSON document, kept for an async job until it is read.
+    async fn images_document(
+        &self,
+        base: &str,
+        job: &Job,
+        images: Vec<Generated>,
+    ) -> Result<Bytes, ApiError> {
+        let (mut reply, inline) = self.reply(base, job, images).await?;
+        let base64 = base64::engine::general_purpose::STANDARD;
+        for (item, image) in reply.data.iter_mut().zip(inline) {
+            item.b64_json = Some(base64.encode(&image));
+        }
+        serde_json::to_vec(&reply)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::Internal(format!("could not serialise a reply: {e}")))
+    }
+
+    /// The reply's items, with URLs of stored images under `base` where the client asked for
+    /// URLs, and the images to inline otherwise, in order.
+    async fn reply(
+        &self,
+        base: &str,
+        job: &Job,
+        images: Vec<Generated>,
+    ) -> Result<(ImagesResponse, Vec<Bytes>), ApiError> {
         let output = job.output();
-        let base_url = match output.response_format {
-            ResponseFormat::Url => Some(self.store.base(headers)),
-            ResponseFormat::B64Json => None,
-        };
+        let linked = output.response_format == ResponseFormat::Url;
         let revised_prompt = Some(job.prompt().to_string()).filter(|p| !p.is_empty());
         let mut data = Vec::with_capacity(images.len());
         let mut inline = Vec::new();
@@ -124,11 +210,10 @@ impl Delivery {
                 seed: Some(image.seed),
                 ..ImageData::default()
             };
-            match &base_url {
-                Some(base) => {
-                    item.url = Some(self.carry(output, image.data, Carrier::Url(base)).await?)
-                }
-                None => inline.push(encode::transcode(image.data, output).await?),
+            if linked {
+                item.url = Some(self.carry(output, image.data, Carrier::Url(base)).await?)
+            } else {
+                inline.push(encode::transcode(image.data, output).await?)
             }
             data.push(item);
         }
@@ -140,11 +225,7 @@ impl Delivery {
             quality: Some(output.quality.clone()),
             size: Some(job.size()),
         };
-        if inline.is_empty() {
-            Ok(Json(reply).into_response())
-        } else {
-            b64_body::response(reply, inline)
-        }
+        Ok((reply, inline))
     }
 
     /// One finished image in the asked format, as the text that carries it to the client.

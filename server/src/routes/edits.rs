@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     extract::read_upload,
     jobs::Jobs,
-    ledger::{Fingerprint, FingerprintHasher, IdempotencyKey, Once},
+    ledger::{Fingerprint, FingerprintHasher, IdempotencyKey, Later, Once},
     validate::{self, Checks, Context, EditKind, Source, Upload},
 };
 
@@ -45,29 +45,35 @@ async fn run(
 ) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
     let key = IdempotencyKey::from_headers(&headers)?;
-    let upload = read_upload(req, kind, checks.max_image_bytes()).await?;
+    let mut upload = read_upload(req, kind, checks.max_image_bytes()).await?;
+    let later = delivery.later(&headers, upload.fields.webhook_url.take())?;
     let once = match key {
         Some(key) => Some(Once {
             key,
-            fingerprint: fingerprint(kind, &upload)?,
+            fingerprint: fingerprint(kind, &upload, later.as_ref())?,
         }),
         None => None,
     };
     let request = validate::edit(upload, kind, &ctx).await?;
-    delivery.images(&jobs, &headers, request, once).await
+    delivery.images(&jobs, &headers, request, once, later).await
 }
 
 /// What an upload asked, as the client sent it: its fields, then each image by its field name
 /// and bytes (or JSON reference), in order. A multipart form's boundary does not count, so an
 /// SDK's re-sent form matches its first.
-fn fingerprint(kind: EditKind, upload: &Upload) -> Result<Fingerprint, ApiError> {
+fn fingerprint(
+    kind: EditKind,
+    upload: &Upload,
+    later: Option<&Later>,
+) -> Result<Fingerprint, ApiError> {
     fn json(value: &impl serde::Serialize) -> Result<Vec<u8>, ApiError> {
         serde_json::to_vec(value)
             .map_err(|e| ApiError::Internal(format!("serializing a request: {e}")))
     }
     let mut hash = FingerprintHasher::default();
     hash.part(format!("{kind:?}").as_bytes())
-        .part(&json(&upload.fields)?);
+        .part(&json(&upload.fields)?)
+        .part(&Later::part(later));
     for image in upload.images.iter().chain(&upload.mask) {
         hash.part(image.param.as_bytes());
         match &image.source {

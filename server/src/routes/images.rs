@@ -6,7 +6,7 @@ use crate::{
     error::ApiError,
     extract::ApiJson,
     jobs::Jobs,
-    ledger::{Fingerprint, IdempotencyKey, Once},
+    ledger::{Fingerprint, IdempotencyKey, Later, Once},
     validate::{self, Context},
 };
 
@@ -16,19 +16,24 @@ pub async fn generations(
     State(jobs): State<Jobs>,
     State(delivery): State<Delivery>,
     headers: HeaderMap,
-    ApiJson(req): ApiJson<ImageGenerationRequest>,
+    ApiJson(mut req): ApiJson<ImageGenerationRequest>,
 ) -> Result<Response, ApiError> {
+    let later = delivery.later(&headers, req.webhook_url.take())?;
     let once = match IdempotencyKey::from_headers(&headers)? {
         Some(key) => {
             let fields = serde_json::to_vec(&req)
                 .map_err(|e| ApiError::Internal(format!("serializing a request: {e}")))?;
             Some(Once {
                 key,
-                fingerprint: Fingerprint::of([&b"generations"[..], &fields]),
+                fingerprint: Fingerprint::of([
+                    &b"generations"[..],
+                    &fields,
+                    &Later::part(later.as_ref()),
+                ]),
             })
         }
         None => None,
     };
     let request = validate::generation(req, &ctx)?;
-    delivery.images(&jobs, &headers, request, once).await
+    delivery.images(&jobs, &headers, request, once, later).await
 }

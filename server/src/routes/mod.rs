@@ -6,6 +6,7 @@ mod edits;
 mod files;
 mod health;
 mod images;
+mod jobs;
 mod models;
 
 use axum::{
@@ -38,6 +39,7 @@ pub fn v1(state: &AppState) -> Router<AppState> {
         .route("/images/edits", post(edits::edits).layer(uploads))
         .route("/images/img2img", post(edits::edits).layer(uploads))
         .route("/images/variations", post(edits::variations).layer(uploads))
+        .route("/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route("/models", get(models::list))
         .route("/models/{*id}", get(models::retrieve))
         .fallback(not_found)

@@ -4,17 +4,14 @@
 
 use std::time::Duration;
 
+use crate::{error::ApiError, hosts::HostList};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
-use reqwest::Url;
-
-use crate::error::ApiError;
 
 #[derive(Clone)]
 pub struct Fetcher {
     client: reqwest::Client,
-    /// `host` (any port) or `host:port`, lowercase.
-    hosts: Vec<String>,
+    hosts: HostList,
 }
 
 impl Fetcher {
@@ -27,32 +24,13 @@ impl Fetcher {
             .unwrap_or_default();
         Fetcher {
             client,
-            hosts: hosts
-                .iter()
-                .map(|h| h.trim().trim_end_matches('/').to_ascii_lowercase())
-                .filter(|h| !h.is_empty())
-                .collect(),
+            hosts: HostList::new(hosts),
         }
     }
 
     /// Whether `url` is an http(s) URL on an allowed host.
     pub fn allows(&self, url: &str) -> bool {
-        let Ok(url) = Url::parse(url) else {
-            return false;
-        };
-        if !matches!(url.scheme(), "http" | "https")
-            || !url.username().is_empty()
-            || url.password().is_some()
-        {
-            return false;
-        }
-        let Some(host) = url.host_str().map(str::to_ascii_lowercase) else {
-            return false;
-        };
-        let with_port = url.port().map(|p| format!("{host}:{p}"));
-        self.hosts
-            .iter()
-            .any(|allowed| *allowed == host || Some(allowed) == with_port.as_ref())
+        self.hosts.allows(url)
     }
 
     /// Downloads the image at an allowed `url`, reading at most `limit` bytes.

@@ -512,3 +512,119 @@ pub fn returned_images(body: &Value) -> Vec<(String, u64)> {
         })
         .collect()
 }
+
+/// One webhook delivery as a receiver saw it.
+#[derive(Debug, Clone)]
+pub struct Delivered {
+    pub id: String,
+    pub timestamp: String,
+    pub signature: String,
+    pub body: Vec<u8>,
+}
+
+/// How a [`Receiver`] answers the next delivery.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Answer {
+    Ok,
+    Fail,
+    /// Never answers: the sender is left waiting.
+    Hang,
+}
+
+/// A webhook receiver on a local port: it answers deliveries as scripted (then 200) and keeps
+/// those it answered with 200, and the ids of every attempt.
+#[derive(Clone)]
+pub struct Receiver {
+    pub url: String,
+    pub host: String,
+    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<Answer>>>,
+    pub attempts: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub delivered: std::sync::Arc<std::sync::Mutex<Vec<Delivered>>>,
+}
+
+impl Receiver {
+    pub async fn start(script: &[Answer]) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let host = listener.local_addr().unwrap().to_string();
+        let receiver = Receiver {
+            url: format!("http://{host}/hook"),
+            host,
+            script: std::sync::Arc::new(std::sync::Mutex::new(script.iter().copied().collect())),
+            attempts: Default::default(),
+            delivered: Default::default(),
+        };
+        let state = receiver.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                move |headers: axum::http::HeaderMap, body: axum::body::Bytes| {
+                    let state = state.clone();
+                    async move {
+                        let get = |name: &str| {
+                            headers
+                                .get(name)
+                                .and_then(|v| v.to_str().ok())
+                                .unwrap_or("")
+                                .to_string()
+                        };
+                        state.attempts.lock().unwrap().push(get("webhook-id"));
+                        let answer = state
+                            .script
+                            .lock()
+                            .unwrap()
+                            .pop_front()
+                            .unwrap_or(Answer::Ok);
+                        match answer {
+                            Answer::Hang => std::future::pending().await,
+                            Answer::Fail => axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            Answer::Ok => {
+                                state.delivered.lock().unwrap().push(Delivered {
+                                    id: get("webhook-id"),
+                                    timestamp: get("webhook-timestamp"),
+                                    signature: get("webhook-signature"),
+                                    body: body.to_vec(),
+                                });
+                                axum::http::StatusCode::OK
+                            }
+                        }
+                    }
+                },
+            ),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        receiver
+    }
+
+    pub fn delivered(&self) -> Vec<Delivered> {
+        self.delivered.lock().unwrap().clone()
+    }
+
+    pub fn attempts(&self) -> Vec<String> {
+        self.attempts.lock().unwrap().clone()
+    }
+
+    /// The deliveries, once there are `n`.
+    pub async fn wait_for(&self, n: usize, within: Duration) -> Vec<Delivered> {
+        let until = std::time::Instant::now() + within;
+        while std::time::Instant::now() < until {
+            if self.delivered().len() >= n {
+                return self.delivered();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.delivered()
+    }
+}
+
+/// The Standard Webhooks signature a delivery should carry.
+pub fn webhook_signature(secret: &[u8], d: &Delivered) -> String {
+    use base64::Engine;
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret).unwrap();
+    mac.update(format!("{}.{}.", d.id, d.timestamp).as_bytes());
+    mac.update(&d.body);
+    format!(
+        "v1,{}",
+        base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes())
+    )
+}

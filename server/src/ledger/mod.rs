@@ -3,6 +3,9 @@
 //! that times out and retries finds it still running; every later request with that key, on any
 //! bridge, waits for it and gets the same images. The same key with another request is refused.
 
+mod later;
+mod webhooks;
+
 use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::http::{HeaderMap, header};
@@ -24,9 +27,13 @@ const KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 pub struct Ledger(Arc<Inner>);
 
+pub use later::{JobView, Later, Scope, no_such_job};
+pub use webhooks::Webhooks;
+
 struct Inner {
     db: Db,
     objects: Objects,
+    webhooks: Webhooks,
     /// This bridge, as the owner of the rows it claims.
     owner: String,
     /// How long a claim holds unless its owner renews it; one whose owner died runs out.
@@ -141,10 +148,11 @@ enum Claim {
 }
 
 impl Ledger {
-    pub fn new(db: Db, objects: Objects, lease: Duration) -> Ledger {
+    pub fn new(db: Db, objects: Objects, webhooks: Webhooks, lease: Duration) -> Ledger {
         Ledger(Arc::new(Inner {
             db,
             objects,
+            webhooks,
             owner: uuid::Uuid::new_v4().simple().to_string(),
             lease,
         }))
@@ -279,18 +287,7 @@ impl Ledger {
     where
         F: Future<Output = Result<Vec<Generated>, ApiError>>,
     {
-        let renew = async {
-            loop {
-                tokio::time::sleep(self.0.lease / 3).await;
-                if let Err(e) = self.renew(&id).await {
-                    tracing::warn!(job = %id, error = %e, "could not renew a job's claim");
-                }
-            }
-        };
-        let result = tokio::select! {
-            result = run => result,
-            () = renew => unreachable!("renewing never ends"),
-        };
+        let result = self.hold(&id, run).await;
         let recorded = match &result {
             Ok(images) => self.record(&id, images).await,
             Err(_) => self.forget(&id).await,
@@ -302,6 +299,22 @@ impl Ledger {
             tracing::warn!(job = %id, error = %e, "could not announce a finished job");
         }
         result
+    }
+
+    /// Runs `work` while renewing this bridge's claim on the job, so no other takes it over.
+    async fn hold<T>(&self, id: &str, work: impl Future<Output = T>) -> T {
+        let renew = async {
+            loop {
+                tokio::time::sleep(self.0.lease / 3).await;
+                if let Err(e) = self.renew(id).await {
+                    tracing::warn!(job = %id, error = %e, "could not renew a job's claim");
+                }
+            }
+        };
+        tokio::select! {
+            done = work => done,
+            () = renew => unreachable!("renewing never ends"),
+        }
     }
 
     async fn renew(&self, id: &str) -> anyhow::Result<()> {
@@ -397,6 +410,7 @@ impl Ledger {
             for index in 0..count {
                 self.0.objects.delete(&file(&id, index)).await?;
             }
+            self.0.objects.delete(&later::response_file(&id)).await?;
         }
         Ok(())
     }
