@@ -2,6 +2,7 @@
 // The web app's views are deeply nested types; the default limit is too low for them.
 #![recursion_limit = "256"]
 
+mod adopt;
 mod auth;
 pub mod comfy;
 pub mod config;
@@ -159,6 +160,7 @@ pub async fn start(config: Config) -> anyhow::Result<Running> {
         .await
         .with_context(|| format!("listening on {listen}"))?;
     let addr = listener.local_addr()?;
+    adopt::spawn(state.clone(), config.job_lease(), shutdown.clone());
     let app = router(state.clone());
     let limits = serve::limits(&config);
     let server = tokio::spawn(serve::serve(listener, app, limits, shutdown.clone()));

@@ -45,6 +45,8 @@ fn main() {
         println!("replicas: a retry after its replica died collects the job it started: ok");
         a_webhook_is_delivered_once_though_its_replica_died_delivering().await;
         println!("replicas: a webhook is delivered once though its replica died delivering: ok");
+        async_jobs_outlive_the_replica_that_took_them().await;
+        println!("replicas: async jobs outlive the replica that took them: ok");
     });
 }
 
@@ -453,6 +455,73 @@ async fn a_webhook_is_delivered_once_though_its_replica_died_delivering() {
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(receiver.delivered().len(), 1, "delivered once");
+
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+async fn async_jobs_outlive_the_replica_that_took_them() {
+    let sim = sim_with(slow_sim(Duration::from_millis(40))).await;
+    let scratch = scratch_dir();
+    let (a, b) = two_replicas(&sim.url, &scratch, &[]).await;
+    let client = reqwest::Client::new();
+
+    // A generation of two images, and an edit with an uploaded file, both taken by A.
+    let res = client
+        .post(format!("{}/v1/images/generations", a.url))
+        .header("Prefer", "respond-async")
+        .json(&json!({"model": MODEL, "prompt": "orphan", "size": "64x64", "n": 2}))
+        .send()
+        .await
+        .unwrap();
+    let (status, generation) = read(res).await;
+    assert_eq!(status, 202, "{generation}");
+    let form = reqwest::multipart::Form::new()
+        .text("prompt", "orphaned edit")
+        .text("size", "512x512")
+        .part(
+            "image",
+            file_part(png(512, 512, [0, 90, 200, 255], false), "in.png"),
+        );
+    let res = client
+        .post(format!("{}/v1/images/edits", a.url))
+        .header("Prefer", "respond-async")
+        .multipart(form)
+        .send()
+        .await
+        .unwrap();
+    let (status, edit) = read(res).await;
+    assert_eq!(status, 202, "{edit}");
+    while sim.sim.submitted().len() < 3 {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    a.kill_9();
+
+    // Nobody retries: B takes both jobs over by itself once A's claims run out.
+    for job in [&generation, &edit] {
+        let path = format!("/v1/jobs/{}", job["id"].as_str().unwrap());
+        let mut done = Value::Null;
+        for _ in 0..600 {
+            let (status, body) = b.fetch(&path).await;
+            assert_eq!(status, 200);
+            done = serde_json::from_slice(&body).unwrap();
+            if done["status"] != "running" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(done["status"], "succeeded", "{done}");
+    }
+    let (_, body) = b
+        .fetch(&format!("/v1/jobs/{}", generation["id"].as_str().unwrap()))
+        .await;
+    let done: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(returned_images(&done["result"]).len(), 2);
+    assert_eq!(
+        sim.sim.submitted().len(),
+        3,
+        "ComfyUI ran each prompt once: B collected what A had submitted"
+    );
 
     drop((a, b));
     let _ = std::fs::remove_dir_all(scratch);

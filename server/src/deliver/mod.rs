@@ -24,7 +24,7 @@ use crate::{
     config::{ChatImages, Config},
     error::ApiError,
     jobs::{Generated, Jobs},
-    ledger::{Later, Ledger, Once},
+    ledger::{Later, Ledger, Once, ToKeep},
     storage::ImageStore,
     validate::{ChatRequest, ImageRequest, Job, Output},
 };
@@ -68,10 +68,10 @@ impl Delivery {
         headers: &HeaderMap,
         request: ImageRequest,
         once: Option<Once>,
-        later: Option<Later>,
+        later: Option<(Later, ToKeep)>,
     ) -> Result<Response, ApiError> {
-        if let Some(later) = later {
-            return self.submit(jobs, headers, request, once, later).await;
+        if let Some((later, kept)) = later {
+            return self.submit(jobs, headers, request, once, later, kept).await;
         }
         match (request.stream, once) {
             (Some(options), _) => {
@@ -115,6 +115,7 @@ impl Delivery {
         request: ImageRequest,
         once: Option<Once>,
         later: Later,
+        ToKeep { kept, files }: ToKeep,
     ) -> Result<Response, ApiError> {
         if request.stream.is_some() {
             return Err(ApiError::invalid(
@@ -132,9 +133,11 @@ impl Delivery {
                 delivery.images_document(&base, &job, images).await
             }
         };
+        let kept = serde_json::to_string(&kept)
+            .map_err(|e| ApiError::Internal(format!("serializing a request: {e}")))?;
         let accepted = self
             .ledger
-            .submit(later, once.as_ref(), job.seeds(), run)
+            .submit(later, once.as_ref(), job.seeds(), (kept, files), run)
             .await?;
         let location = format!("/v1/jobs/{}", accepted.id);
         Ok((
@@ -175,7 +178,7 @@ impl Delivery {
     }
 
     /// The same reply as one JSON document, kept for an async job until it is read.
-    async fn images_document(
+    pub(crate) async fn images_document(
         &self,
         base: &str,
         job: &Job,

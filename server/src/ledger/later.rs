@@ -91,6 +91,7 @@ impl Ledger {
         later: Later,
         once: Option<&Once>,
         seeds: &[u64],
+        kept: (String, Vec<Bytes>),
         run: R,
     ) -> Result<JobView, ApiError>
     where
@@ -98,6 +99,15 @@ impl Ledger {
         F: Future<Output = Result<Bytes, ApiError>> + Send + 'static,
     {
         let id = uuid::Uuid::new_v4().simple().to_string();
+        let (request, files) = kept;
+        // Stored before the row: a bridge that adopts the job finds them.
+        for (n, file) in files.into_iter().enumerate() {
+            self.0
+                .objects
+                .put(&input_file(&id, n), file)
+                .await
+                .map_err(ApiError::storage)?;
+        }
         let now = now_ms();
         let (key, fingerprint) = match once {
             Some(once) => (once.key.0.clone(), once.fingerprint.0.clone()),
@@ -105,8 +115,8 @@ impl Ledger {
         };
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, idempotency_key, fingerprint, state, owner, lease_until, \
-             created_at, seeds, is_async, scope, webhook_url) \
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, $10) \
+             created_at, seeds, is_async, scope, webhook_url, request) \
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, $10, $11) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(&id)
@@ -119,6 +129,7 @@ impl Ledger {
         .bind(true)
         .bind(&later.scope.0)
         .bind(&later.webhook_url)
+        .bind(&request)
         .execute(self.0.db.pool())
         .await
         .map_err(|e| internal(e.into()))?;
@@ -162,7 +173,7 @@ impl Ledger {
     }
 
     /// Runs an async job to its end, or until it is cancelled, and records the outcome.
-    async fn own_later<F>(&self, id: String, run: F)
+    pub(crate) async fn own_later<F>(&self, id: String, run: F)
     where
         F: Future<Output = Result<Bytes, ApiError>>,
     {
@@ -330,6 +341,59 @@ pub fn no_such_job() -> ApiError {
     ApiError::NotFound(
         "No such job: it does not exist, has expired, or was made with other credentials.".into(),
     )
+}
+
+/// Claims one async job whose bridge stopped renewing its claim, with what running it again
+/// takes; `None` when there is none.
+impl Ledger {
+    pub async fn adopt(&self) -> anyhow::Result<Option<Orphan>> {
+        let now = now_ms();
+        let lock = match self.0.db.engine() {
+            crate::db::Engine::Postgres => " FOR UPDATE SKIP LOCKED",
+            crate::db::Engine::Sqlite => "",
+        };
+        let row = sqlx::query(&format!(
+            "UPDATE jobs SET owner = $1, lease_until = $2 WHERE id = (SELECT id FROM jobs \
+             WHERE is_async AND state = 'running' AND lease_until < $3 LIMIT 1{lock}) \
+             RETURNING id, seeds, request"
+        ))
+        .bind(&self.0.owner)
+        .bind(now + self.0.lease.as_millis() as i64)
+        .bind(now)
+        .fetch_optional(self.0.db.pool())
+        .await?;
+        let Some(row) = row else { return Ok(None) };
+        let id: String = row.try_get("id")?;
+        let seeds: Option<String> = row.try_get("seeds")?;
+        let mut files = Vec::new();
+        while let Some(file) = self.0.objects.read(&input_file(&id, files.len())).await? {
+            files.push(file);
+        }
+        Ok(Some(Orphan {
+            seeds: seeds
+                .map(|s| super::parse_seeds(&s))
+                .transpose()?
+                .unwrap_or_default(),
+            request: row
+                .try_get::<Option<String>, _>("request")?
+                .unwrap_or_default(),
+            id,
+            files,
+        }))
+    }
+}
+
+/// An async job taken over from a bridge that died.
+pub struct Orphan {
+    pub id: String,
+    pub seeds: Vec<u64>,
+    /// The request as accepted (JSON), and its files.
+    pub request: String,
+    pub files: Vec<Bytes>,
+}
+
+fn input_file(id: &str, n: usize) -> String {
+    format!("jobs/{id}/input/{n}")
 }
 
 pub(super) fn response_file(id: &str) -> String {

@@ -3,6 +3,7 @@
 //! that times out and retries finds it still running; every later request with that key, on any
 //! bridge, waits for it and gets the same images. The same key with another request is refused.
 
+mod kept;
 mod later;
 mod webhooks;
 
@@ -10,6 +11,7 @@ use std::{future::Future, sync::Arc, time::Duration};
 
 use axum::http::{HeaderMap, header};
 use bytes::Bytes;
+use futures::TryStreamExt;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 use tokio::sync::broadcast::error::RecvError;
@@ -27,7 +29,8 @@ const KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 pub struct Ledger(Arc<Inner>);
 
-pub use later::{JobView, Later, Scope, no_such_job};
+pub use kept::{Kept, KeptEdit, ToKeep};
+pub use later::{JobView, Later, Orphan, Scope, no_such_job};
 pub use webhooks::Webhooks;
 
 struct Inner {
@@ -397,20 +400,21 @@ impl Ledger {
 
     async fn sweep(&self) -> anyhow::Result<()> {
         let before = now_ms() - KEPT_FOR.as_millis() as i64;
-        let rows = sqlx::query("DELETE FROM jobs WHERE created_at < $1 RETURNING id, result")
+        let rows = sqlx::query("DELETE FROM jobs WHERE created_at < $1 RETURNING id")
             .bind(before)
             .fetch_all(self.0.db.pool())
             .await?;
         for row in rows {
             let id: String = row.try_get("id")?;
-            let result: Option<String> = row.try_get("result")?;
-            let count = result
-                .and_then(|r| parse_seeds(&r).ok())
-                .map_or(0, |seeds| seeds.len());
-            for index in 0..count {
-                self.0.objects.delete(&file(&id, index)).await?;
+            let files: Vec<_> = self
+                .0
+                .objects
+                .list(&format!("jobs/{id}"))
+                .try_collect()
+                .await?;
+            for file in files {
+                self.0.objects.delete(&file.key).await?;
             }
-            self.0.objects.delete(&later::response_file(&id)).await?;
         }
         Ok(())
     }

@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     extract::read_upload,
     jobs::Jobs,
-    ledger::{Fingerprint, FingerprintHasher, IdempotencyKey, Later, Once},
+    ledger::{Fingerprint, FingerprintHasher, IdempotencyKey, Kept, Later, Once},
     validate::{self, Checks, Context, EditKind, Source, Upload},
 };
 
@@ -54,6 +54,7 @@ async fn run(
         }),
         None => None,
     };
+    let later = later.map(|later| (later, Kept::edit(&upload, kind, &headers)));
     let request = validate::edit(upload, kind, &ctx).await?;
     delivery.images(&jobs, &headers, request, once, later).await
 }

@@ -6,7 +6,7 @@ use crate::{
     error::ApiError,
     extract::ApiJson,
     jobs::Jobs,
-    ledger::{Fingerprint, IdempotencyKey, Later, Once},
+    ledger::{Fingerprint, IdempotencyKey, Kept, Later, Once},
     validate::{self, Context},
 };
 
@@ -34,6 +34,7 @@ pub async fn generations(
         }
         None => None,
     };
+    let later = later.map(|later| (later, Kept::generation(&req, &headers)));
     let request = validate::generation(req, &ctx)?;
     delivery.images(&jobs, &headers, request, once, later).await
 }

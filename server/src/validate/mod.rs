@@ -104,14 +104,25 @@ where
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let checks = Checks::from_ref(state);
-        let store = ImageStore::from_ref(state);
-        let sources = Sources::new(store, &parts.headers, &checks);
-        Ok(Context {
-            keep: checks.keeps(&parts.headers),
-            models: Models::from_ref(state),
+        Ok(Context::new(
+            Checks::from_ref(state),
+            Models::from_ref(state),
+            ImageStore::from_ref(state),
+            &parts.headers,
+        ))
+    }
+}
+
+impl Context {
+    /// The context of a request with these headers; also of one kept with an async job and
+    /// checked again by the bridge that takes the job over.
+    pub fn new(checks: Checks, models: Models, store: ImageStore, headers: &HeaderMap) -> Context {
+        let sources = Sources::new(store, headers, &checks);
+        Context {
+            keep: checks.keeps(headers),
+            models,
             sources,
             checks,
-        })
+        }
     }
 }
