@@ -11,6 +11,7 @@ use crate::pages::{
     edit::EditPage,
     gallery::GalleryView,
     home::HomePage,
+    viewer::provide_handoff,
 };
 
 /// The whole HTML document, rendered on the server.
@@ -39,6 +40,7 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_connection();
+    provide_handoff();
     view! {
         <Title text="ComfyUI API Bridge"/>
         <Router>

@@ -94,7 +94,7 @@ test("a gallery image opens in Edit", async ({ page, request }) => {
 
   await page.goto(`/gallery?search=${tag}`);
   await page.locator(".gallery .grid img").first().click();
-  await page.getByRole("dialog", { name: "Image details" }).getByRole("link", { name: "Edit this image" }).click();
+  await page.getByRole("dialog", { name: "Image details" }).getByRole("link", { name: "Send to Edit" }).click();
   await expect(page).toHaveURL(/\/edit\?image=%2Fgallery%2F/);
   await expect(page.locator(".drop")).toContainText("64x64.");
   await expect(page.locator("textarea[name=prompt]")).toHaveValue(`${tag} a lighthouse`);

@@ -79,6 +79,18 @@ pub fn EditPage() -> impl IntoView {
     };
     let models = model_list();
     browser::listen_for_paste(&form);
+    // A result sent here from a viewer, on arrival or while this page is already open.
+    Effect::new({
+        let (handed, form) = (super::viewer::use_handoff().0, form.clone());
+        move |_| {
+            if let Some((url, prompt)) = handed.get() {
+                handed.set(None);
+                form.problem.set(None);
+                form.source.set(Some(Source { url, size: None }));
+                form.prompt.set(prompt);
+            }
+        }
+    });
     let run = Run::new(form.seed.clone());
     let on_submit = {
         let (form, run) = (form.clone(), run.clone());

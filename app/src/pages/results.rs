@@ -4,7 +4,10 @@
 
 use leptos::prelude::*;
 
-use super::stream::Body;
+use super::{
+    stream::Body,
+    viewer::{Shown, ToEdit, Viewer},
+};
 
 /// What the page shows for one image while it is made.
 #[derive(Clone)]
@@ -40,6 +43,7 @@ pub(super) struct Run {
     cancel: ArcRwSignal<Option<Cancel>>,
     /// The form's seed field, which "Reuse seed" on an image fills in.
     seed_field: ArcRwSignal<String>,
+    viewer: Viewer,
 }
 
 impl Run {
@@ -51,6 +55,7 @@ impl Run {
             prompt: ArcRwSignal::new(String::new()),
             cancel: ArcRwSignal::new(None),
             seed_field,
+            viewer: Viewer::new(),
         }
     }
 
@@ -82,18 +87,31 @@ impl Run {
         }
     }
 
-    /// The error and the frames, below a page's form.
+    /// The error and the frames, below a page's form, and the viewer their images open in.
     pub(super) fn view(&self) -> impl IntoView + use<> {
         let (error, slots, shown) = (self.error.clone(), self.slots.clone(), self.prompt.clone());
-        let seed_field = self.seed_field.clone();
+        let (seed_field, viewer) = (self.seed_field.clone(), self.viewer.clone());
+        let images = {
+            let (slots, prompt) = (slots.clone(), shown.clone());
+            Signal::derive(move || {
+                let prompt = prompt.get();
+                slots.with(|all| all.iter().filter_map(|s| shown_of(s, &prompt)).collect())
+            })
+        };
         view! {
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             <div class="results">
-                {move || {
-                    let alt = shown.get();
-                    slots.get().into_iter().map(|slot| slot_view(slot, alt.clone(), seed_field.clone())).collect_view()
-                }}
+                {
+                    let viewer = viewer.clone();
+                    move || {
+                        let alt = shown.get();
+                        slots.get().into_iter().map(|slot| {
+                            slot_view(slot, alt.clone(), seed_field.clone(), viewer.clone(), images)
+                        }).collect_view()
+                    }
+                }
             </div>
+            {viewer.view("Result viewer", images, ())}
         }
     }
 }
@@ -104,7 +122,38 @@ pub(super) type Cancel = futures::channel::oneshot::Sender<()>;
 #[cfg(not(feature = "hydrate"))]
 pub(super) type Cancel = ();
 
-fn slot_view(slot: Slot, alt: String, seed_field: ArcRwSignal<String>) -> impl IntoView {
+/// A finished image of a run, as the viewer shows it.
+fn shown_of(slot: &Slot, prompt: &str) -> Option<Shown> {
+    let src = slot.image.get()?;
+    let seed = slot.seed.get().map(|s| s.to_string());
+    // `data:image/png;base64,…` is saved as a .png.
+    let extension = src
+        .strip_prefix("data:image/")
+        .and_then(|rest| rest.split([';', ',']).next())
+        .map_or("png", |e| if e == "jpeg" { "jpg" } else { e })
+        .to_string();
+    let file_name = match &seed {
+        Some(seed) => format!("image-{seed}.{extension}"),
+        None => format!("image.{extension}"),
+    };
+    Some(Shown {
+        src,
+        prompt: prompt.to_string(),
+        seed,
+        file_name,
+        size: None,
+        to_edit: ToEdit::InPage,
+        settings: None,
+    })
+}
+
+fn slot_view(
+    slot: Slot,
+    alt: String,
+    seed_field: ArcRwSignal<String>,
+    viewer: Viewer,
+    images: Signal<Vec<Shown>>,
+) -> impl IntoView {
     let Slot {
         status,
         step,
@@ -118,7 +167,21 @@ fn slot_view(slot: Slot, alt: String, seed_field: ArcRwSignal<String>) -> impl I
         <figure class="slot">
             <div class="frame">
                 {move || match (image.get(), preview.get()) {
-                    (Some(src), _) => view! { <img class="final" src=src alt=alt.clone()/> }.into_any(),
+                    (Some(src), _) => {
+                        let (viewer, target) = (viewer.clone(), src.clone());
+                        let open = move |ev: leptos::ev::MouseEvent| {
+                            let at = images.with_untracked(|all| all.iter().position(|s| s.src == target));
+                            if let Some(at) = at {
+                                viewer.show(at, &ev);
+                            }
+                        };
+                        view! {
+                            <button type="button" class="open" aria-haspopup="dialog" title="Open in the viewer"
+                                on:click=open>
+                                <img class="final" src=src alt=alt.clone()/>
+                            </button>
+                        }.into_any()
+                    }
                     (None, Some(src)) => view! { <img class="preview" src=src alt="preview"/> }.into_any(),
                     (None, None) => view! { <div class="placeholder"></div> }.into_any(),
                 }}
