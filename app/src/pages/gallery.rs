@@ -5,7 +5,7 @@ use leptos::prelude::*;
 
 use super::{
     connection::use_connection,
-    viewer::{Shown, ToEdit, Viewer},
+    viewer::{Shown, ToEdit, Viewer, alt_text},
 };
 use crate::api::gallery::{GalleryItem, GalleryPage, GalleryQuery};
 
@@ -141,7 +141,7 @@ pub fn GalleryView() -> impl IntoView {
                                         <button type="button" class="thumb" title=item.prompt.clone()
                                             aria-haspopup="dialog"
                                             on:click=move |ev| viewer.show(i, &ev)>
-                                            <img src=item.thumb_url.clone() alt=item.prompt.clone()
+                                            <img src=item.thumb_url.clone() alt=alt_text(&item.prompt)
                                                 loading="lazy" width=item.width.to_string() height=item.height.to_string()/>
                                         </button>
                                     </li>

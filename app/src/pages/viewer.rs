@@ -244,7 +244,7 @@ impl Viewer {
                 </div>
                 <p class="viewer-said" aria-live="polite">{move || said.get()}</p>
                 <div class="viewer-stage" class:actual=move || zoom_class.get()>
-                    <img src=field(|s| Some(s.src.clone())) alt=field(|s| Some(s.prompt.clone()))
+                    <img src=field(|s| Some(s.src.clone())) alt=field(|s| Some(alt_text(&s.prompt)))
                         width=field(|s| s.size.map(|(w, _)| w.to_string()))
                         height=field(|s| s.size.map(|(_, h)| h.to_string()))
                         style=move || {
@@ -257,6 +257,16 @@ impl Viewer {
                 {more}
             </dialog>
         }
+    }
+}
+
+/// An image's alt text: its prompt, or words saying there was none (a variation has none). An empty alt would hide the image from screen readers, and leave a button holding
+/// only it without a name.
+pub(super) fn alt_text(prompt: &str) -> String {
+    if prompt.trim().is_empty() {
+        "An image made without a prompt".to_string()
+    } else {
+        prompt.to_string()
     }
 }
 
@@ -284,5 +294,17 @@ mod browser {
     pub fn copy(_: &NodeRef<html::Dialog>, _: ArcRwSignal<String>, _: String, _: String) {}
     pub fn natural_ratio(_: &leptos::ev::Event) -> Option<f64> {
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::alt_text;
+
+    #[test]
+    fn an_image_without_a_prompt_still_has_alt_text() {
+        assert_eq!(alt_text("a fox"), "a fox");
+        assert_eq!(alt_text(""), "An image made without a prompt");
+        assert_eq!(alt_text("  "), "An image made without a prompt");
     }
 }
