@@ -127,7 +127,7 @@ test("the gallery pages through 24 images at a time, and filters by model", asyn
   await expect(page.locator(".gallery .count")).toHaveText("27 images");
   const thumbs = page.locator(".gallery .grid img");
   await expect(thumbs).toHaveCount(24);
-  const pager = page.getByRole("navigation", { name: "Pages" }).last();
+  const pager = page.getByRole("navigation", { name: "Gallery pages" });
   await expect(pager).toContainText("Page 1 of 2");
   await expect(pager.getByRole("button", { name: "Previous" })).toBeDisabled();
   await pager.getByRole("button", { name: "Next" }).click();

@@ -148,7 +148,7 @@ pub fn GalleryView() -> impl IntoView {
                                 }
                             }).collect_view()}
                         </ul>
-                        <nav class="pager" aria-label="Pages">
+                        <nav class="pager" aria-label="Gallery pages">
                             <button type="button" class="secondary" disabled={current == 0}
                                 on:click={
                                     let p = page_nav.clone();
