@@ -11,6 +11,7 @@ use crate::pages::{
     edit::EditPage,
     gallery::GalleryView,
     home::HomePage,
+    viewer::provide_handoff,
 };
 
 /// The whole HTML document, rendered on the server.
@@ -39,12 +40,14 @@ pub fn shell(options: LeptosOptions) -> impl IntoView {
 pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_connection();
+    provide_handoff();
     view! {
         <Title text="ComfyUI API Bridge"/>
         <Router>
+            <a class="skip" href="#main" on:click=skip_to_main>"Skip to content"</a>
             <header class="top">
                 <h1>"ComfyUI API Bridge"</h1>
-                <nav aria-label="Pages">
+                <nav aria-label="Main">
                     <A href="/">"Generate"</A>
                     <A href="/edit">"Edit"</A>
                     <A href="/chat">"Chat"</A>
@@ -52,7 +55,7 @@ pub fn App() -> impl IntoView {
                 </nav>
                 <ConnectionPanel/>
             </header>
-            <main>
+            <main id="main" tabindex="-1">
                 <DemoBanner/>
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
@@ -63,4 +66,22 @@ pub fn App() -> impl IntoView {
             </main>
         </Router>
     }
+}
+
+/// Moves the focus to the page's content, as the skip link's plain jump would: the router
+/// handles links itself and would only scroll.
+fn skip_to_main(ev: leptos::ev::MouseEvent) {
+    #[cfg(feature = "hydrate")]
+    {
+        use leptos::wasm_bindgen::JsCast;
+        let main = document()
+            .get_element_by_id("main")
+            .and_then(|m| m.dyn_into::<leptos::web_sys::HtmlElement>().ok());
+        if let Some(main) = main {
+            ev.prevent_default();
+            let _ = main.focus();
+        }
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = ev;
 }

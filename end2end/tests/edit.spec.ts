@@ -94,7 +94,7 @@ test("a gallery image opens in Edit", async ({ page, request }) => {
 
   await page.goto(`/gallery?search=${tag}`);
   await page.locator(".gallery .grid img").first().click();
-  await page.getByRole("dialog", { name: "Image details" }).getByRole("link", { name: "Edit this image" }).click();
+  await page.getByRole("dialog", { name: "Image details" }).getByRole("link", { name: "Send to Edit" }).click();
   await expect(page).toHaveURL(/\/edit\?image=%2Fgallery%2F/);
   await expect(page.locator(".drop")).toContainText("64x64.");
   await expect(page.locator("textarea[name=prompt]")).toHaveValue(`${tag} a lighthouse`);
@@ -133,4 +133,36 @@ test("an uploaded mask file is used instead of painting", async ({ page, request
   await page.getByRole("button", { name: "Edit", exact: true }).click();
   await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
   await expect.poll(() => galleryModels(request, tag)).toEqual([expect.stringContaining("inpaint")]);
+});
+
+test("a file that is not an image is refused at once, and says why", async ({ page, request }) => {
+  await openEdit(page);
+  await page.locator("input[name=image]").setInputFiles({
+    name: "notes.txt",
+    mimeType: "text/plain",
+    buffer: Buffer.from("not a picture"),
+  });
+  await expect(page.getByRole("alert")).toHaveText("notes.txt is not an image. Choose a PNG, JPEG or WebP file.");
+  await expect(page.locator(".drop")).not.toContainText("Reading the image");
+
+  // One that calls itself an image but is none.
+  await page.locator("input[name=image]").setInputFiles({
+    name: "fake.png",
+    mimeType: "image/png",
+    buffer: Buffer.from("not a picture either"),
+  });
+  await expect(page.getByRole("alert")).toHaveText(
+    "That file could not be read as an image. Choose a PNG, JPEG or WebP file.",
+  );
+  await expect(page.locator(".drop")).not.toContainText("Reading the image");
+  await expect(page.locator("img.source")).toBeHidden();
+
+  // A real picture afterwards clears the error.
+  await page.locator("input[name=image]").setInputFiles({
+    name: "photo.png",
+    mimeType: "image/png",
+    buffer: await picture(request, "64x64"),
+  });
+  await expect(page.locator(".drop")).toContainText("64x64.");
+  await expect(page.getByRole("alert")).toHaveCount(0);
 });

@@ -1,12 +1,5 @@
-import { APIRequestContext, expect, test } from "@playwright/test";
-
-/// How many gallery images match `search`, through the gallery's server function.
-async function galleryTotal(request: APIRequestContext, search: string): Promise<number> {
-  const res = await request.post("/api/gallery/list", {
-    data: { query: { page: 0, per_page: 10, search, model: null }, api_key: "" },
-  });
-  return (await res.json()).total;
-}
+import { expect, test } from "@playwright/test";
+import { galleryTotal } from "./support";
 
 test("the gallery keeps what was made: search, details, delete, and after a reload", async ({ page, request }) => {
   // Other tests share this server's gallery; a tag keeps this test's images apart.
@@ -88,7 +81,7 @@ test("closing the details keeps the image, and Escape closes them too", async ({
   await expect(page.locator(".gallery .count")).toHaveText("1 image");
 });
 
-test("use these settings makes the same image again", async ({ page, request }) => {
+test("use settings makes the same image again", async ({ page, request }) => {
   const tag = `s${Date.now()}`;
   const prompt = `${tag} a fox & a hen, 100%`;
   const res = await request.post("/v1/images/generations", {
@@ -102,7 +95,7 @@ test("use these settings makes the same image again", async ({ page, request }) 
   await page.locator("input[name=search]").fill(tag);
   await page.getByRole("button", { name: "Search" }).click();
   await page.locator(".gallery .grid button").first().click();
-  await page.getByRole("link", { name: "Use these settings" }).click();
+  await page.getByRole("dialog", { name: "Image details" }).getByRole("link", { name: "Use settings" }).click();
 
   await expect(page).toHaveURL(/\/\?prompt=/);
   await expect(page.locator("textarea[name=prompt]")).toHaveValue(prompt);
@@ -134,7 +127,7 @@ test("the gallery pages through 24 images at a time, and filters by model", asyn
   await expect(page.locator(".gallery .count")).toHaveText("27 images");
   const thumbs = page.locator(".gallery .grid img");
   await expect(thumbs).toHaveCount(24);
-  const pager = page.getByRole("navigation", { name: "Pages" }).last();
+  const pager = page.getByRole("navigation", { name: "Gallery pages" });
   await expect(pager).toContainText("Page 1 of 2");
   await expect(pager.getByRole("button", { name: "Previous" })).toBeDisabled();
   await pager.getByRole("button", { name: "Next" }).click();

@@ -23,6 +23,8 @@ pub(super) struct Source {
 #[derive(Clone)]
 pub(super) struct EditForm {
     pub source: ArcRwSignal<Option<Source>>,
+    /// Why the last file chosen, dropped or pasted is not being edited.
+    pub problem: ArcRwSignal<Option<String>>,
     /// An uploaded mask file (object URL); when set it is sent instead of the painted one.
     pub mask_file: ArcRwSignal<Option<String>>,
     pub painted: ArcRwSignal<bool>,
@@ -61,6 +63,7 @@ pub fn EditPage() -> impl IntoView {
     let opened = query.get("image").filter(|p| is_own_image(p));
     let form = EditForm {
         source: ArcRwSignal::new(opened.map(|url| Source { url, size: None })),
+        problem: ArcRwSignal::new(None),
         mask_file: ArcRwSignal::new(None),
         painted: ArcRwSignal::new(false),
         brush: ArcRwSignal::new(40),
@@ -76,6 +79,18 @@ pub fn EditPage() -> impl IntoView {
     };
     let models = model_list();
     browser::listen_for_paste(&form);
+    // A result sent here from a viewer, on arrival or while this page is already open.
+    Effect::new({
+        let (handed, form) = (super::viewer::use_handoff().0, form.clone());
+        move |_| {
+            if let Some((url, prompt)) = handed.get() {
+                handed.set(None);
+                form.problem.set(None);
+                form.source.set(Some(Source { url, size: None }));
+                form.prompt.set(prompt);
+            }
+        }
+    });
     let run = Run::new(form.seed.clone());
     let on_submit = {
         let (form, run) = (form.clone(), run.clone());
@@ -130,12 +145,18 @@ fn picker(form: &EditForm) -> impl IntoView + use<> {
         let form = form.clone();
         move |ev: leptos::ev::Event| browser::picture_loaded(&form, ev)
     };
+    let on_broken = {
+        let form = form.clone();
+        move |_| browser::picture_unreadable(&form)
+    };
+    let problem = form.problem.clone();
     let (down, paint, up) = (form.clone(), form.clone(), form.clone());
     let canvas = form.canvas;
     view! {
         <div class="drop" class:has-image=move || has.with(Option::is_some)
             on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
             on:drop=on_drop>
+            {move || problem.get().map(|p| view! { <p class="error" role="alert">{p}</p> })}
             {move || match shown.get() {
                 None => view! {
                     <p class="muted">"Drop an image here, paste one (Ctrl+V), or pick a file."</p>
@@ -152,7 +173,7 @@ fn picker(form: &EditForm) -> impl IntoView + use<> {
                         let s = form.source.clone();
                         move || s.get().map(|s| s.url).unwrap_or_default()
                     }
-                    on:load=on_loaded/>
+                    on:load=on_loaded on:error=on_broken/>
                 <canvas node_ref=canvas class="mask" aria-label="Mask: paint over the area to change"
                     on:pointerdown=move |ev| browser::stroke_start(&down, ev)
                     on:pointermove=move |ev| browser::stroke_move(&paint, ev)
@@ -304,6 +325,7 @@ mod browser {
     pub fn pick_mask(_: &EditForm, _: leptos::ev::Event) {}
     pub fn drop_source(_: &EditForm, _: leptos::ev::DragEvent) {}
     pub fn picture_loaded(_: &EditForm, _: leptos::ev::Event) {}
+    pub fn picture_unreadable(_: &EditForm) {}
     pub fn stroke_start(_: &EditForm, _: leptos::ev::PointerEvent) {}
     pub fn stroke_move(_: &EditForm, _: leptos::ev::PointerEvent) {}
     pub fn clear_mask(_: &EditForm) {}

@@ -52,11 +52,16 @@ fn chosen_file(ev: &leptos::ev::Event) -> Option<File> {
 
 fn use_file(form: &EditForm, file: File) {
     if !file.type_().starts_with("image/") {
+        form.problem.set(Some(format!(
+            "{} is not an image. Choose a PNG, JPEG or WebP file.",
+            file.name()
+        )));
         return;
     }
     let Ok(url) = web_sys::Url::create_object_url_with_blob(&file) else {
         return;
     };
+    form.problem.set(None);
     let old = form.source.get_untracked();
     form.source.set(Some(Source { url, size: None }));
     if let Some(old) = old.filter(|o| o.url.starts_with("blob:")) {
@@ -83,6 +88,21 @@ pub fn picture_loaded(form: &EditForm, ev: leptos::ev::Event) {
             s.size = Some((w, h));
         }
     });
+}
+
+/// A file that calls itself an image but is none, or an address that no longer serves one: the
+/// picture is dropped, so the form neither waits on it nor sends it.
+pub fn picture_unreadable(form: &EditForm) {
+    let Some(old) = form.source.get_untracked() else {
+        return;
+    };
+    form.problem.set(Some(
+        "That file could not be read as an image. Choose a PNG, JPEG or WebP file.".into(),
+    ));
+    form.source.set(None);
+    if old.url.starts_with("blob:") {
+        let _ = web_sys::Url::revoke_object_url(&old.url);
+    }
 }
 
 fn context(canvas: &HtmlCanvasElement) -> Option<CanvasRenderingContext2d> {

@@ -1,9 +1,12 @@
 //! The gallery page: every image the bridge kept, newest first, searchable by prompt and
-//! filtered by model, with a lightbox that tells how each was made.
+//! filtered by model, each opening in the viewer, which tells how it was made.
 
 use leptos::prelude::*;
 
-use super::connection::use_connection;
+use super::{
+    connection::use_connection,
+    viewer::{Shown, ToEdit, Viewer, alt_text},
+};
 use crate::api::gallery::{GalleryItem, GalleryPage, GalleryQuery};
 
 const PER_PAGE: u32 = 24;
@@ -22,8 +25,18 @@ pub fn GalleryView() -> impl IntoView {
     // The connection panel's key: entering it there reloads the page's images.
     let api_key = use_connection().api_key;
     let data = ArcRwSignal::<Option<Result<GalleryPage, String>>>::new(None);
-    let open = ArcRwSignal::<Option<GalleryItem>>::new(None);
+    let viewer = Viewer::new();
     let reload = ArcRwSignal::new(0u32);
+    // The page's images, which ←/→ go through in the viewer.
+    let items = {
+        let data = data.clone();
+        Memo::new(move |_| {
+            data.with(|d| match d {
+                Some(Ok(p)) => p.items.clone(),
+                _ => Vec::new(),
+            })
+        })
+    };
 
     Effect::new({
         let (page, search, model, api_key, data, reload) = (
@@ -69,7 +82,7 @@ pub fn GalleryView() -> impl IntoView {
         }
     };
     let (data_view, open_set, page_nav, model_sel) =
-        (data.clone(), open.clone(), page.clone(), model.clone());
+        (data.clone(), viewer.clone(), page.clone(), model.clone());
     let (search_shown, model_shown) = (search.clone(), model.clone());
     view! {
         <section class="card gallery">
@@ -121,21 +134,21 @@ pub fn GalleryView() -> impl IntoView {
                     view! {
                         <p class="muted count">{format!("{} {}", p.total, if p.total == 1 { "image" } else { "images" })}</p>
                         <ul class="grid">
-                            {p.items.into_iter().map(|item| {
-                                let open = open_set.clone();
-                                let shown = item.clone();
+                            {p.items.into_iter().enumerate().map(|(i, item)| {
+                                let viewer = open_set.clone();
                                 view! {
                                     <li>
                                         <button type="button" class="thumb" title=item.prompt.clone()
-                                            on:click=move |_| open.set(Some(shown.clone()))>
-                                            <img src=item.thumb_url.clone() alt=item.prompt.clone()
+                                            aria-haspopup="dialog"
+                                            on:click=move |ev| viewer.show(i, &ev)>
+                                            <img src=item.thumb_url.clone() alt=alt_text(&item.prompt)
                                                 loading="lazy" width=item.width.to_string() height=item.height.to_string()/>
                                         </button>
                                     </li>
                                 }
                             }).collect_view()}
                         </ul>
-                        <nav class="pager" aria-label="Pages">
+                        <nav class="pager" aria-label="Gallery pages">
                             <button type="button" class="secondary" disabled={current == 0}
                                 on:click={
                                     let p = page_nav.clone();
@@ -151,50 +164,70 @@ pub fn GalleryView() -> impl IntoView {
                     }.into_any()
                 }
             }}
-            {
-                let (open, api_key, reload) = (open.clone(), api_key.clone(), reload.clone());
-                move || open.get().map(|item| lightbox(item, open.clone(), api_key.clone(), reload.clone()))
-            }
+            {viewer.view(
+                "Image details",
+                Signal::derive(move || items.get().iter().map(shown).collect()),
+                details(&viewer, items, api_key, reload),
+            )}
         </section>
     }
 }
 
-fn lightbox(
-    item: GalleryItem,
-    open: ArcRwSignal<Option<GalleryItem>>,
+fn shown(item: &GalleryItem) -> Shown {
+    Shown {
+        src: item.url.clone(),
+        prompt: item.prompt.clone(),
+        seed: Some(item.seed.clone()),
+        file_name: item.url.rsplit('/').next().unwrap_or("image").to_string(),
+        size: Some((item.width, item.height)),
+        to_edit: ToEdit::Address(edit_link(item)),
+        settings: Some(settings_link(item)),
+    }
+}
+
+/// The gallery's part of the viewer: how the image shown was made, copying its prompt, and
+/// deleting it.
+fn details(
+    viewer: &Viewer,
+    items: Memo<Vec<GalleryItem>>,
     api_key: ArcRwSignal<String>,
     reload: ArcRwSignal<u32>,
-) -> impl IntoView {
-    let close = {
-        let open = open.clone();
-        move |_| open.set(None)
-    };
-    let on_key = {
-        let open = open.clone();
-        move |ev: leptos::ev::KeyboardEvent| {
-            if ev.key() == "Escape" {
-                open.set(None);
-            }
-        }
+) -> impl IntoView + use<> {
+    let item = {
+        let open = viewer.open.clone();
+        Memo::new(move |_| {
+            open.get()
+                .and_then(|i| items.with(|all| all.get(i).cloned()))
+        })
     };
     let error = ArcRwSignal::<Option<String>>::new(None);
-    let on_delete = {
-        let (id, error) = (item.id.clone(), error.clone());
+    // An error belongs to the image it was about.
+    Effect::new({
+        let error = error.clone();
         move |_| {
+            item.track();
+            error.set(None);
+        }
+    });
+    let on_delete = {
+        let (viewer, error) = (viewer.clone(), error.clone());
+        move |_| {
+            let Some(id) = item.get_untracked().map(|i| i.id) else {
+                return;
+            };
             if !confirm("Delete this image from the gallery?") {
                 return;
             }
-            let (id, key, open, reload, error) = (
-                id.clone(),
+            let (key, viewer, reload, error) = (
                 api_key.get_untracked(),
-                open.clone(),
+                viewer.clone(),
                 reload.clone(),
                 error.clone(),
             );
             leptos::task::spawn_local(async move {
                 match crate::server_fns::delete_from_gallery(id, key).await {
                     Ok(_) => {
-                        open.set(None);
+                        viewer.close();
                         reload.update(|r| *r += 1);
                     }
                     Err(e) => error.set(Some(server_message(&e.to_string()))),
@@ -202,45 +235,36 @@ fn lightbox(
             });
         }
     };
-    let copied = ArcRwSignal::new(false);
     let on_copy = {
-        let (prompt, copied) = (item.prompt.clone(), copied.clone());
+        let viewer = viewer.clone();
         move |_| {
-            copy_text(&prompt);
-            copied.set(true);
+            if let Some(prompt) = item.get_untracked().map(|i| i.prompt) {
+                viewer.copy(prompt, "Prompt copied.".into());
+            }
         }
     };
-    let took = format!("{:.1} s", item.duration_ms as f64 / 1000.0);
-    let when = local_time(item.created_at);
-    let file_name = item.url.rsplit('/').next().unwrap_or("image").to_string();
     view! {
-        <div class="lightbox" role="dialog" aria-modal="true" aria-label="Image details"
-            tabindex="-1" on:keydown=on_key>
-            <div class="panel">
-                <img src=item.url.clone() alt=item.prompt.clone()
-                    width=item.width.to_string() height=item.height.to_string()/>
-                <dl>
-                    <dt>"Prompt"</dt><dd class="prompt">{item.prompt.clone()}</dd>
-                    {item.negative_prompt.clone().map(|n| view! { <dt>"Negative prompt"</dt><dd>{n}</dd> })}
-                    <dt>"Model"</dt><dd>{item.model.clone()}</dd>
-                    <dt>"Size"</dt><dd>{format!("{}x{}", item.width, item.height)}</dd>
-                    <dt>"Seed"</dt><dd class="seed">{item.seed.clone()}</dd>
-                    <dt>"Steps"</dt><dd>{item.steps.map_or("model default".to_string(), |s| s.to_string())}</dd>
-                    <dt>"CFG"</dt><dd>{item.cfg.map_or("model default".to_string(), |c| c.to_string())}</dd>
-                    <dt>"Time taken"</dt><dd>{took}</dd>
-                    <dt>"Made"</dt><dd>{when}</dd>
-                </dl>
-                {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
-                <div class="actions">
-                    <a class="button" href=item.url.clone() download=file_name>"Download"</a>
-                    <a class="button" href=settings_link(&item)>"Use these settings"</a>
-                    <a class="button" href=edit_link(&item)>"Edit this image"</a>
-                    <button type="button" class="secondary" on:click=on_copy>
-                        {move || if copied.get() { "Copied" } else { "Copy prompt" }}
-                    </button>
-                    <button type="button" class="danger" on:click=on_delete>"Delete"</button>
-                    <button type="button" class="secondary" on:click=close>"Close"</button>
-                </div>
+        <div class="viewer-info">
+            {move || item.get().map(|item| {
+                let took = format!("{:.1} s", item.duration_ms as f64 / 1000.0);
+                view! {
+                    <dl>
+                        <dt>"Prompt"</dt><dd class="prompt">{item.prompt.clone()}</dd>
+                        {item.negative_prompt.clone().map(|n| view! { <dt>"Negative prompt"</dt><dd>{n}</dd> })}
+                        <dt>"Model"</dt><dd class="model">{item.model.clone()}</dd>
+                        <dt>"Size"</dt><dd>{format!("{}x{}", item.width, item.height)}</dd>
+                        <dt>"Seed"</dt><dd class="seed">{item.seed.clone()}</dd>
+                        <dt>"Steps"</dt><dd>{item.steps.map_or("model default".to_string(), |s| s.to_string())}</dd>
+                        <dt>"CFG"</dt><dd>{item.cfg.map_or("model default".to_string(), |c| c.to_string())}</dd>
+                        <dt>"Time taken"</dt><dd>{took}</dd>
+                        <dt>"Made"</dt><dd>{local_time(item.created_at)}</dd>
+                    </dl>
+                }
+            })}
+            {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <div class="actions">
+                <button type="button" class="secondary" on:click=on_copy>"Copy prompt"</button>
+                <button type="button" class="danger" on:click=on_delete>"Delete"</button>
             </div>
         </div>
     }
@@ -307,13 +331,6 @@ fn confirm(question: &str) -> bool {
 }
 
 #[cfg(feature = "hydrate")]
-fn copy_text(text: &str) {
-    if let Some(window) = web_sys::window() {
-        let _ = window.navigator().clipboard().write_text(text);
-    }
-}
-
-#[cfg(feature = "hydrate")]
 fn local_time(ms: i64) -> String {
     js_sys::Date::new(&wasm_bindgen::JsValue::from_f64(ms as f64))
         .to_locale_string("default", &wasm_bindgen::JsValue::UNDEFINED)
@@ -325,9 +342,6 @@ fn local_time(ms: i64) -> String {
 fn confirm(_question: &str) -> bool {
     false
 }
-
-#[cfg(not(feature = "hydrate"))]
-fn copy_text(_text: &str) {}
 
 #[cfg(not(feature = "hydrate"))]
 fn local_time(ms: i64) -> String {

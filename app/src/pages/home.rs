@@ -49,21 +49,38 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     let prompt = ArcRwSignal::new(prefill.prompt);
     let negative = ArcRwSignal::new(prefill.negative_prompt);
     let model = ArcRwSignal::new(prefill.model.unwrap_or_default());
-    // With no model asked for, the form shows the bridge's default once both are known.
+    let notice = ArcRwSignal::new(None::<String>);
+    // The model shown is the model sent. With none asked for, the form says "Default model" (and
+    // sends none) until the bridge's default is known, then shows that. One Generate does not
+    // offer, such as the editing model of a gallery image, is replaced by one it does, and the
+    // form says so.
     Effect::new({
-        let (models, model, connection) = (models.clone(), model.clone(), connection.clone());
+        let (models, model, connection, notice) = (
+            models.clone(),
+            model.clone(),
+            connection.clone(),
+            notice.clone(),
+        );
         move |_| {
-            let (Some(Ok(list)), Some(default)) = (models.get(), connection.default_model()) else {
+            let Some(Ok(list)) = models.get() else {
                 return;
             };
-            if model.get_untracked().is_empty() {
-                let offered = |id: &str| list.data.iter().any(|m| m.id == id);
-                let first = list
-                    .data
-                    .iter()
-                    .find(|m| is_generator(m.kind))
-                    .map(|m| m.id.clone());
-                model.set(default.filter(|d| offered(d)).or(first).unwrap_or_default());
+            let default = connection.default_model();
+            let current = model.get_untracked();
+            if current.is_empty() {
+                if let Some(default) = default {
+                    model.set(generator_for(&list, None, default.as_deref()).unwrap_or_default());
+                }
+                return;
+            }
+            let offered = list
+                .data
+                .iter()
+                .any(|m| m.id == current && is_generator(m.kind));
+            if !offered {
+                let pick = generator_for(&list, Some(&current), default.flatten().as_deref());
+                notice.set(Some(replaced(&list, &current, pick.as_deref())));
+                model.set(pick.unwrap_or_default());
             }
         }
     });
@@ -84,7 +101,6 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     };
     let api_key = connection.api_key.clone();
     let run = Run::new(seed.clone());
-    let notice = ArcRwSignal::new(None::<String>);
     let fields = Fields {
         prompt: prompt.clone(),
         negative: negative.clone(),
@@ -197,15 +213,22 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                             model_in.set(chosen);
                         }
                     }>
-                        {move || models.get().map(|list| match list {
-                            Ok(list) => list.data.into_iter()
-                                .filter(|m| is_generator(m.kind))
-                                .map(|m| {
-                                    let selected = m.id == model_sel.get();
-                                    view! { <option value=m.id.clone() selected=selected>{m.id.clone()}</option> }
-                                }).collect_view().into_any(),
-                            Err(e) => view! { <option value="">{e}</option> }.into_any(),
-                        })}
+                        {move || {
+                            let chosen = model_sel.get();
+                            let unset = chosen.is_empty().then(|| view! {
+                                <option value="" selected=true>"Default model"</option>
+                            });
+                            let offered = models.get().map(|list| match list {
+                                Ok(list) => list.data.into_iter()
+                                    .filter(|m| is_generator(m.kind))
+                                    .map(|m| {
+                                        let selected = m.id == chosen;
+                                        view! { <option value=m.id.clone() selected=selected>{m.id.clone()}</option> }
+                                    }).collect_view().into_any(),
+                                Err(e) => view! { <option value="" disabled=true>{e}</option> }.into_any(),
+                            });
+                            view! { {unset} {offered} }
+                        }}
                     </select>
                 </label>
                 <label>"Size"
@@ -424,7 +447,103 @@ fn choice(
     }
 }
 
+/// What Generate sends instead of `wanted`, a model it does not offer: the text-to-image model
+/// of the same family (`sdxl` for `sdxl-img2img`), else the bridge's default, else the first
+/// offered. With nothing wanted, the default or the first. `None`: nothing is offered.
+fn generator_for(list: &ModelList, wanted: Option<&str>, default: Option<&str>) -> Option<String> {
+    let offered = |id: &str| list.data.iter().any(|m| m.id == id && is_generator(m.kind));
+    let family = wanted.and_then(|w| {
+        let base = ["-img2img", "-inpaint", "-edit"]
+            .iter()
+            .find_map(|suffix| w.strip_suffix(suffix))?;
+        [base.to_string(), format!("{base}-txt2img")]
+            .into_iter()
+            .find(|id| offered(id))
+    });
+    family
+        .or_else(|| default.filter(|d| offered(d)).map(str::to_string))
+        .or_else(|| {
+            list.data
+                .iter()
+                .find(|m| is_generator(m.kind))
+                .map(|m| m.id.clone())
+        })
+}
+
+/// Why the form shows another model than the one asked for.
+fn replaced(list: &ModelList, wanted: &str, pick: Option<&str>) -> String {
+    let edits = list
+        .data
+        .iter()
+        .any(|m| m.id == wanted && m.kind.is_some_and(ModelKind::edits));
+    let why = if edits {
+        "changes an input image and cannot make one from a prompt"
+    } else {
+        "is not on this bridge"
+    };
+    let instead = pick.map_or("the default model".to_string(), str::to_string);
+    format!("{wanted} {why}; the form uses {instead} instead.")
+}
+
 /// Models the Generate page offers: text to image (or of no declared kind).
 fn is_generator(kind: Option<ModelKind>) -> bool {
     kind.is_none() || kind == Some(ModelKind::Txt2Img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::models::Model;
+
+    fn list(models: &[(&str, ModelKind)]) -> ModelList {
+        let data = models
+            .iter()
+            .map(|(id, kind)| {
+                serde_json::from_value::<Model>(serde_json::json!({
+                    "id": id, "object": "model", "created": 0, "owned_by": "bridge", "kind": kind,
+                }))
+                .expect("a model")
+            })
+            .collect();
+        ModelList {
+            object: "list".into(),
+            data,
+        }
+    }
+
+    #[test]
+    fn an_editing_model_is_replaced_by_one_generate_can_send() {
+        let models = list(&[
+            ("z-image-turbo", ModelKind::Txt2Img),
+            ("sdxl", ModelKind::Txt2Img),
+            ("sdxl-img2img", ModelKind::Img2Img),
+            ("weightfree-txt2img", ModelKind::Txt2Img),
+            ("weightfree-inpaint", ModelKind::Inpaint),
+            ("weightfree-blend", ModelKind::Img2Img),
+        ]);
+        let pick = |wanted, default| generator_for(&models, wanted, default);
+        assert_eq!(pick(Some("sdxl-img2img"), None).as_deref(), Some("sdxl"));
+        assert_eq!(
+            pick(Some("weightfree-inpaint"), Some("sdxl")).as_deref(),
+            Some("weightfree-txt2img")
+        );
+        assert_eq!(
+            pick(Some("weightfree-blend"), Some("sdxl")).as_deref(),
+            Some("sdxl")
+        );
+        assert_eq!(
+            pick(Some("gone"), Some("sdxl-img2img")).as_deref(),
+            Some("z-image-turbo")
+        );
+        assert_eq!(pick(None, Some("sdxl")).as_deref(), Some("sdxl"));
+        assert_eq!(
+            replaced(&models, "sdxl-img2img", Some("sdxl")),
+            "sdxl-img2img changes an input image and cannot make one from a prompt; \
+             the form uses sdxl instead."
+        );
+        assert_eq!(
+            replaced(&models, "gone", None),
+            "gone is not on this bridge; the form uses the default model instead."
+        );
+    }
 }

@@ -12,3 +12,4 @@ mod results;
 mod shortcuts;
 mod sizes;
 pub mod stream;
+pub(crate) mod viewer;

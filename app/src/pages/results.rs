@@ -4,7 +4,10 @@
 
 use leptos::prelude::*;
 
-use super::stream::Body;
+use super::{
+    stream::Body,
+    viewer::{Shown, ToEdit, Viewer},
+};
 
 /// What the page shows for one image while it is made.
 #[derive(Clone)]
@@ -40,6 +43,9 @@ pub(super) struct Run {
     cancel: ArcRwSignal<Option<Cancel>>,
     /// The form's seed field, which "Reuse seed" on an image fills in.
     seed_field: ArcRwSignal<String>,
+    /// What screen readers are told of the run: each change of state, not each step.
+    said: ArcRwSignal<String>,
+    viewer: Viewer,
 }
 
 impl Run {
@@ -51,6 +57,8 @@ impl Run {
             prompt: ArcRwSignal::new(String::new()),
             cancel: ArcRwSignal::new(None),
             seed_field,
+            said: ArcRwSignal::new(String::new()),
+            viewer: Viewer::new(),
         }
     }
 
@@ -82,18 +90,36 @@ impl Run {
         }
     }
 
-    /// The error and the frames, below a page's form.
+    /// The error and the frames, below a page's form, and the viewer their images open in.
     pub(super) fn view(&self) -> impl IntoView + use<> {
         let (error, slots, shown) = (self.error.clone(), self.slots.clone(), self.prompt.clone());
-        let seed_field = self.seed_field.clone();
+        let (seed_field, said, viewer) = (
+            self.seed_field.clone(),
+            self.said.clone(),
+            self.viewer.clone(),
+        );
+        let images = {
+            let (slots, prompt) = (slots.clone(), shown.clone());
+            Signal::derive(move || {
+                let prompt = prompt.get();
+                slots.with(|all| all.iter().filter_map(|s| shown_of(s, &prompt)).collect())
+            })
+        };
         view! {
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            <p class="visually-hidden" aria-live="polite">{move || said.get()}</p>
             <div class="results">
-                {move || {
-                    let alt = shown.get();
-                    slots.get().into_iter().map(|slot| slot_view(slot, alt.clone(), seed_field.clone())).collect_view()
-                }}
+                {
+                    let viewer = viewer.clone();
+                    move || {
+                        let alt = shown.get();
+                        slots.get().into_iter().map(|slot| {
+                            slot_view(slot, alt.clone(), seed_field.clone(), viewer.clone(), images)
+                        }).collect_view()
+                    }
+                }
             </div>
+            {viewer.view("Result viewer", images, ())}
         }
     }
 }
@@ -104,7 +130,38 @@ pub(super) type Cancel = futures::channel::oneshot::Sender<()>;
 #[cfg(not(feature = "hydrate"))]
 pub(super) type Cancel = ();
 
-fn slot_view(slot: Slot, alt: String, seed_field: ArcRwSignal<String>) -> impl IntoView {
+/// A finished image of a run, as the viewer shows it.
+fn shown_of(slot: &Slot, prompt: &str) -> Option<Shown> {
+    let src = slot.image.get()?;
+    let seed = slot.seed.get().map(|s| s.to_string());
+    // `data:image/png;base64,…` is saved as a .png.
+    let extension = src
+        .strip_prefix("data:image/")
+        .and_then(|rest| rest.split([';', ',']).next())
+        .map_or("png", |e| if e == "jpeg" { "jpg" } else { e })
+        .to_string();
+    let file_name = match &seed {
+        Some(seed) => format!("image-{seed}.{extension}"),
+        None => format!("image.{extension}"),
+    };
+    Some(Shown {
+        src,
+        prompt: prompt.to_string(),
+        seed,
+        file_name,
+        size: None,
+        to_edit: ToEdit::InPage,
+        settings: None,
+    })
+}
+
+fn slot_view(
+    slot: Slot,
+    alt: String,
+    seed_field: ArcRwSignal<String>,
+    viewer: Viewer,
+    images: Signal<Vec<Shown>>,
+) -> impl IntoView {
     let Slot {
         status,
         step,
@@ -118,7 +175,21 @@ fn slot_view(slot: Slot, alt: String, seed_field: ArcRwSignal<String>) -> impl I
         <figure class="slot">
             <div class="frame">
                 {move || match (image.get(), preview.get()) {
-                    (Some(src), _) => view! { <img class="final" src=src alt=alt.clone()/> }.into_any(),
+                    (Some(src), _) => {
+                        let (viewer, target) = (viewer.clone(), src.clone());
+                        let open = move |ev: leptos::ev::MouseEvent| {
+                            let at = images.with_untracked(|all| all.iter().position(|s| s.src == target));
+                            if let Some(at) = at {
+                                viewer.show(at, &ev);
+                            }
+                        };
+                        view! {
+                            <button type="button" class="open" aria-haspopup="dialog" title="Open in the viewer"
+                                on:click=open>
+                                <img class="final" src=src alt=alt.clone()/>
+                            </button>
+                        }.into_any()
+                    }
                     (None, Some(src)) => view! { <img class="preview" src=src alt="preview"/> }.into_any(),
                     (None, None) => view! { <div class="placeholder"></div> }.into_any(),
                 }}
@@ -151,12 +222,17 @@ pub(super) fn start(run: &Run, body: Body, images: u32, prompt: String, api_key:
     run.error.set(None);
     run.prompt.set(prompt);
     run.running.set(true);
+    run.said.set(String::new());
     let (tx, rx) = futures::channel::oneshot::channel();
     run.cancel.set(Some(tx));
     let run = run.clone();
     leptos::task::spawn_local(async move {
-        let error = run.error.clone();
+        let (error, said) = (run.error.clone(), run.said.clone());
+        let mut news = News::new(slots.len());
         let apply = |update: Update| {
+            if let Some(text) = news.of(&update) {
+                said.set(text);
+            }
             let slot = |i: usize| slots.get(i);
             match update {
                 Update::Queued { index, ahead } => {
@@ -206,21 +282,82 @@ pub(super) fn start(run: &Run, body: Body, images: u32, prompt: String, api_key:
                 }
             }
         };
+        let made = slots
+            .iter()
+            .filter(|s| s.image.get_untracked().is_some())
+            .count();
         match outcome {
-            Ok(Outcome::Cancelled) => unfinished("Cancelled"),
+            Ok(Outcome::Cancelled) => {
+                unfinished("Cancelled");
+                run.said.set("Cancelled.".into());
+            }
             Ok(Outcome::Finished) => {
-                if run.error.get_untracked().is_some() {
+                if let Some(e) = run.error.get_untracked() {
                     unfinished("Failed");
+                    run.said.set(format!("Failed: {e}"));
+                } else {
+                    run.said.set(News::finished(made));
                 }
             }
             Err(e) => {
                 unfinished("Failed");
+                run.said.set(format!("Failed: {e}"));
                 run.error.set(Some(e));
             }
         }
         run.running.set(false);
         run.cancel.set(None);
     });
+}
+
+/// What a run tells screen readers as it goes: queued, started, and each image done when there
+/// are several. Steps and previews are left out; read aloud one by one they would drown the
+/// page.
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+struct News {
+    images: usize,
+    queued: bool,
+    started: bool,
+    done: usize,
+}
+
+#[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+impl News {
+    fn new(images: usize) -> News {
+        News {
+            images,
+            queued: false,
+            started: false,
+            done: 0,
+        }
+    }
+
+    fn of(&mut self, update: &super::stream::Update) -> Option<String> {
+        use super::stream::Update;
+        match update {
+            Update::Queued { .. } if !self.queued && !self.started => {
+                self.queued = true;
+                Some("Queued.".into())
+            }
+            Update::Running { .. } | Update::Step { .. } if !self.started => {
+                self.started = true;
+                Some("Started.".into())
+            }
+            Update::Done { .. } => {
+                self.started = true;
+                self.done += 1;
+                (self.images > 1).then(|| format!("Image {} of {} done.", self.done, self.images))
+            }
+            _ => None,
+        }
+    }
+
+    fn finished(made: usize) -> String {
+        match made {
+            1 => "Finished: 1 image.".into(),
+            n => format!("Finished: {n} images."),
+        }
+    }
 }
 
 // The server renders the page but never submits the form: that only happens after hydration.
@@ -255,5 +392,56 @@ pub(super) fn count_and_seed(
                 {move || seed_message.with(|s| super::shortcuts::seed_problem(s))}
             </span>
         </label>
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{super::stream::Update, News};
+
+    #[test]
+    fn a_run_is_told_by_its_changes_not_its_steps() {
+        let mut news = News::new(2);
+        let step = |index| Update::Step {
+            index,
+            step: 1,
+            steps: 9,
+        };
+        let done = |index| Update::Done {
+            index,
+            data_url: String::new(),
+            seed: None,
+        };
+        let told: Vec<Option<String>> = [
+            Update::Queued {
+                index: 0,
+                ahead: Some(1),
+            },
+            Update::Queued {
+                index: 1,
+                ahead: Some(0),
+            },
+            Update::Running { index: 0 },
+            step(0),
+            step(0),
+            done(0),
+            step(1),
+            done(1),
+        ]
+        .iter()
+        .map(|u| news.of(u))
+        .collect();
+        let said: Vec<&str> = told.iter().flatten().map(String::as_str).collect();
+        assert_eq!(
+            said,
+            [
+                "Queued.",
+                "Started.",
+                "Image 1 of 2 done.",
+                "Image 2 of 2 done."
+            ]
+        );
+        assert_eq!(News::finished(2), "Finished: 2 images.");
+        assert_eq!(News::finished(1), "Finished: 1 image.");
     }
 }
