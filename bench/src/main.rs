@@ -8,6 +8,7 @@ mod bridge;
 mod direct;
 mod fleet;
 mod procs;
+mod replicas;
 mod report;
 mod workflow;
 
@@ -32,6 +33,8 @@ enum Part {
     Single,
     /// Four simulators behind one bridge, then one of them killed and started again.
     Fleet,
+    /// One bridge and two on one PostgreSQL database (needs `--database-url`).
+    Replicas,
 }
 
 #[derive(Parser, Debug)]
@@ -85,6 +88,10 @@ struct Args {
     /// always runs on simulators it starts, whatever `--comfyui` says: it kills one.
     #[arg(long, default_value_t = 20)]
     fleet_step_delay_ms: u64,
+    /// A PostgreSQL database for the replicas part (`scripts/bench` starts a throwaway one).
+    /// Unset: that part is skipped.
+    #[arg(long, env = "BENCH_DATABASE_URL")]
+    database_url: Option<String>,
 }
 
 #[tokio::main]
@@ -102,11 +109,28 @@ async fn main() -> anyhow::Result<()> {
     let bin = procs::bridge_binary(args.bridge_bin.clone())?;
     let http = reqwest::Client::new();
 
-    let mut report = match args.only {
-        Some(Part::Fleet) => Report::default(),
-        _ => single(&args, &bin, &http).await?,
+    let wanted = |part: Part| args.only.is_none_or(|only| only == part);
+    let mut report = if wanted(Part::Single) {
+        single(&args, &bin, &http).await?
+    } else {
+        Report::default()
     };
-    if args.only != Some(Part::Single) {
+    if wanted(Part::Replicas) {
+        match &args.database_url {
+            Some(url) => {
+                let settings = replicas::Settings {
+                    database_url: url.clone(),
+                    requests: args.requests,
+                    clients: args.clients,
+                    per_client: args.per_client,
+                };
+                report.replicas =
+                    Some(replicas::run(&bin, &args.workflows, &settings, &http).await?);
+            }
+            None => eprintln!("replicas: skipped, no --database-url"),
+        }
+    }
+    if wanted(Part::Fleet) {
         let settings = fleet::Settings {
             requests: args.fleet_requests,
             clients: args.fleet_clients,
@@ -133,6 +157,16 @@ async fn main() -> anyhow::Result<()> {
         .map(|r| r.errors)
         .sum();
     anyhow::ensure!(fleet_errors == 0, "{fleet_errors} fleet requests failed");
+    let replica_errors: usize = report
+        .replicas
+        .iter()
+        .flat_map(|r| &r.rows)
+        .map(|r| r.errors)
+        .sum();
+    anyhow::ensure!(
+        replica_errors == 0,
+        "{replica_errors} replica requests failed"
+    );
     Ok(())
 }
 
@@ -282,6 +316,7 @@ async fn measure(
         memory: Some(memory),
         wasm: None,
         fleet: None,
+        replicas: None,
     })
 }
 

@@ -132,6 +132,18 @@ pub fn start_bridge(
     data_dir: &Path,
     gallery: bool,
 ) -> anyhow::Result<Proc> {
+    start_bridge_with(bin, comfyui, workflows, data_dir, gallery, &[])
+}
+
+/// As [`start_bridge`], with more environment (`DATABASE_URL`, say).
+pub fn start_bridge_with(
+    bin: &Path,
+    comfyui: &str,
+    workflows: &Path,
+    data_dir: &Path,
+    gallery: bool,
+    env: &[(&str, &str)],
+) -> anyhow::Result<Proc> {
     let port = free_port()?;
     let child = Command::new(bin)
         .env("COMFYUI_URL", comfyui)
@@ -143,6 +155,8 @@ pub fn start_bridge(
         .env("RUST_LOG", "warn")
         .env_remove("API_KEY")
         .env_remove("DEMO")
+        .env_remove("DATABASE_URL")
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .spawn()
         .context("starting the bridge")?;

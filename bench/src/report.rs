@@ -15,6 +15,7 @@ pub struct Report {
     pub memory: Option<Memory>,
     pub wasm: Option<Wasm>,
     pub fleet: Option<Fleet>,
+    pub replicas: Option<Replicas>,
 }
 
 #[derive(Serialize)]
@@ -92,6 +93,51 @@ pub struct FleetRun {
     pub bridge_cpu_ms_per_image: Option<f64>,
 }
 
+#[derive(Serialize)]
+pub struct Replicas {
+    pub clients: usize,
+    /// Sequential requests behind each p50.
+    pub requests: usize,
+    pub postgres_minus_sqlite_p50_ms: f64,
+    pub two_over_one: f64,
+    pub rows: Vec<ReplicasRow>,
+}
+
+#[derive(Serialize)]
+pub struct ReplicasRow {
+    pub setup: String,
+    pub p50_ms: Option<f64>,
+    pub images_per_s: Option<f64>,
+    pub errors: usize,
+}
+
+impl Replicas {
+    fn markdown(&self, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "\nReplicas: instant simulator, gallery on, 512x512 `b64_json`; p50 of {} sequential \
+             requests, throughput at {} clients.\n",
+            self.requests, self.clients
+        );
+        out.push_str("| setup | p50 ms | images/s | errors |\n|---|---|---|---|\n");
+        for r in &self.rows {
+            let _ = writeln!(
+                out,
+                "| {} | {} | {} | {} |",
+                r.setup,
+                opt(r.p50_ms, false),
+                opt(r.images_per_s, false),
+                r.errors
+            );
+        }
+        let _ = writeln!(
+            out,
+            "\nPostgreSQL − SQLite p50: {:+.2} ms; two bridges ÷ one: {:.2}×.",
+            self.postgres_minus_sqlite_p50_ms, self.two_over_one
+        );
+    }
+}
+
 /// Nearest-rank percentile of durations, in milliseconds.
 pub fn percentile(samples: &[Duration], p: f64) -> f64 {
     if samples.is_empty() {
@@ -120,6 +166,9 @@ impl Report {
         let mut out = String::new();
         if !self.latency.is_empty() {
             self.latency_markdown(&mut out);
+        }
+        if let Some(replicas) = &self.replicas {
+            replicas.markdown(&mut out);
         }
         if let Some(fleet) = &self.fleet {
             fleet.markdown(&mut out);
