@@ -71,12 +71,14 @@ pub async fn availability(pool: &ComfyPool, template: &Template) -> Availability
 
 /// A slot on the server to run one job of `template`, by the rule above, skipping servers
 /// that are draining, resting after failures, at their `max_jobs` (then it waits for a slot)
-/// or in `avoid` (this job failed there already). `None` when the only servers left that
-/// could run it are in `avoid`.
+/// or in `avoid` (this job failed there already). `prefer`, a server that already has the
+/// job's prompt, comes before every rule but the socket. `None` when the only servers left
+/// that could run it are in `avoid`.
 pub async fn choose(
     pool: &ComfyPool,
     template: &Template,
     avoid: &[Arc<ComfyServer>],
+    prefer: Option<&Arc<ComfyServer>>,
 ) -> Result<Option<Reservation>, ApiError> {
     let files = template.model_files();
     loop {
@@ -119,6 +121,7 @@ pub async fn choose(
         up.sort_by_key(|s| {
             (
                 !s.socket_connected(),
+                !prefer.is_some_and(|p| Arc::ptr_eq(p, s)),
                 s.queue_depth().saturating_mul(1000) / u64::from(s.weight()),
                 !same_files(&s.last_models(), &files),
                 s.in_flight(),

@@ -363,22 +363,46 @@ async fn a_retry_on_another_replica_gets_the_same_job() {
     let _ = std::fs::remove_dir_all(scratch);
 }
 
+/// Prompts another client queues in the take-over test.
+const THEIRS: usize = 100;
+
 async fn a_retry_after_its_replica_died_collects_the_job_it_started() {
-    let sim = sim_with(slow_sim(Duration::from_millis(40))).await;
+    // Two ComfyUI servers: A puts one prompt on each, and B must look for each where it is.
+    let sims = [
+        sim_with(slow_sim(Duration::from_millis(40))).await,
+        sim_with(slow_sim(Duration::from_millis(40))).await,
+    ];
+    let submitted = || sims.iter().map(|s| s.sim.submitted().len()).sum::<usize>();
     let scratch = scratch_dir();
-    let (a, b) = two_replicas(&sim.url, &scratch, &[]).await;
+    let (a, b) = two_replicas(&format!("{},{}", sims[0].url, sims[1].url), &scratch, &[]).await;
 
     let body = json!({"model": MODEL, "prompt": "outlives its bridge", "size": "64x64", "n": 2});
     let on_a = a.generate_once("job-2", &body);
     let kill_a = async {
         // Both prompts are in ComfyUI: then A dies.
-        while sim.sim.submitted().len() < 2 {
+        while submitted() < 2 {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         a.kill_9();
     };
     let (on_a, ()) = tokio::join!(on_a, kill_a);
     assert!(on_a.is_none(), "A died mid-request: {on_a:?}");
+    // Another client's queue on the first server, still long when B takes over, so that routing
+    // alone would send a new prompt to the second: B must look for each prompt where A put it.
+    let (_, theirs) = sims[0].sim.submitted().remove(0);
+    let http = reqwest::Client::new();
+    for n in 0..THEIRS {
+        // Each its own seed: ComfyUI would serve an identical prompt from its cache at once.
+        let mut graph = theirs.clone();
+        graph["2"]["inputs"]["seed"] = json!(1000 + n);
+        let res = http
+            .post(format!("{}/prompt", sims[0].url))
+            .json(&json!({"prompt": graph}))
+            .send()
+            .await
+            .unwrap();
+        assert!(res.status().is_success());
+    }
 
     // The client retries with the same key, and the balancer sends it to B.
     let started = std::time::Instant::now();
@@ -386,9 +410,9 @@ async fn a_retry_after_its_replica_died_collects_the_job_it_started() {
     assert_eq!(status, 200, "{made}");
     assert_eq!(returned_images(&made).len(), 2);
     assert_eq!(
-        sim.sim.submitted().len(),
-        2,
-        "ComfyUI ran the job's prompts once: B collected what A had started"
+        submitted(),
+        2 + THEIRS,
+        "ComfyUI ran the job's prompts once: B collected what A had started, on each server"
     );
     assert!(started.elapsed() < Duration::from_secs(30));
     // A never got to keep the images; B did.

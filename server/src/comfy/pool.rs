@@ -43,6 +43,19 @@ impl ComfyPool {
         &self.servers
     }
 
+    /// The server that has this prompt, queued, running or finished, if any does: where a job
+    /// taken over from a bridge that died must look for it, rather than where routing would
+    /// send a new one.
+    pub async fn holder(&self, prompt_id: &str) -> Option<Arc<ComfyServer>> {
+        let found = futures::future::join_all(self.servers.iter().map(|server| async move {
+            let has = matches!(server.history(prompt_id).await, Ok(Some(_)))
+                || matches!(server.in_queue(prompt_id).await, Ok(true));
+            has.then(|| server.clone())
+        }))
+        .await;
+        found.into_iter().flatten().next()
+    }
+
     /// Told whenever a job slot frees on any server.
     pub fn slot_freed(&self) -> &Notify {
         &self.slot_freed

@@ -180,11 +180,16 @@ impl Jobs {
                     Some(d) => Prompt::named(format!("{}/{index}", d.id).as_bytes(), d.resume),
                     None => Prompt::fresh(),
                 };
+                // Taken over from a bridge that died: its prompt may be on any server.
+                let holder = match durable {
+                    Some(d) if d.resume => pool.holder(&prompt().id).await,
+                    _ => None,
+                };
                 let mut avoid: Vec<Arc<ComfyServer>> = Vec::new();
                 let mut rerun = false;
                 let mut last_error = None;
                 loop {
-                    let Some(slot) = routing::choose(pool, template, &avoid).await? else {
+                    let Some(slot) = routing::choose(pool, template, &avoid, holder.as_ref()).await? else {
                         return Err(last_error.unwrap_or_else(|| {
                             ApiError::Internal("no server was tried".into())
                         }));
