@@ -278,6 +278,34 @@ fn output_variants() -> std::path::PathBuf {
 }
 
 #[tokio::test]
+async fn a_workflow_saving_over_the_socket_streams_a_partial_image() {
+    // Its node reports 0 of 1 before each frame, which says nothing of how far the run is.
+    let dir = output_variants();
+    let h = start_with(|c| c.workflows_dir = dir.clone()).await;
+    let res = h
+        .post_stream(
+            "/v1/images/generations",
+            json!({"prompt": "x", "model": "websocket", "size": "512x512",
+                   "stream": true, "partial_images": 1}),
+        )
+        .await;
+    let sse = read_sse(res).await;
+    let kinds: Vec<String> = sse
+        .events
+        .iter()
+        .map(|e| e.json()["type"].as_str().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "image_generation.partial_image",
+            "image_generation.completed"
+        ]
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
 async fn every_kind_of_image_output_gives_the_image() {
     let dir = output_variants();
     let h = start_with(|c| c.workflows_dir = dir.clone()).await;

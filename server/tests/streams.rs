@@ -182,6 +182,45 @@ async fn the_queue_position_counts_the_jobs_ahead() {
     assert_eq!(events[0]["queue_position"], 1);
 }
 
+#[tokio::test]
+async fn each_image_of_a_batch_comes_the_moment_it_is_done() {
+    // ComfyUI runs one prompt at a time, so the four images finish one after the other.
+    let h = start_full(slow_sim(Duration::from_millis(15)), |_| {}).await;
+    let res = h
+        .post_stream(
+            "/v1/images/generations",
+            json!({"model": "sdxl", "prompt": "x", "size": "512x512", "steps": 6, "n": 4,
+                   "stream": true, "stream_progress": true}),
+        )
+        .await;
+    let events = image_events(&read_sse(res).await, "image_generation.");
+    let at = |pred: &dyn Fn(&Value) -> bool| events.iter().position(pred);
+    let completed = |i: u64| {
+        at(&|e: &Value| e["type"] == "image_generation.completed" && e["image_index"] == i)
+            .unwrap_or_else(|| panic!("image {i} never completed"))
+    };
+    let last_sampling_of_3 = events
+        .iter()
+        .rposition(|e| e["status"] == "sampling" && e["image_index"] == 3)
+        .expect("image 3 sampled");
+    assert!(
+        completed(0) < last_sampling_of_3,
+        "the first image is sent while the last is still sampling"
+    );
+    let order: Vec<usize> = (0..4).map(completed).collect();
+    assert!(order.windows(2).all(|w| w[0] < w[1]), "{order:?}");
+
+    // The last image waits behind the others, and is told as each one leaves the queue.
+    let told: Vec<u64> = events
+        .iter()
+        .filter(|e| e["status"] == "queued" && e["image_index"] == 3)
+        .filter_map(|e| e["queue_position"].as_u64())
+        .collect();
+    assert!(told.len() >= 2, "the position moves: {told:?}");
+    assert!(told.windows(2).all(|w| w[0] > w[1]), "{told:?}");
+    assert_eq!(told.last(), Some(&1), "{told:?}");
+}
+
 /// A streamed multipart edit of a small red picture on `sdxl-img2img`, with `fields` added.
 async fn stream_edit(h: &Harness, fields: &[(&str, &str)]) -> reqwest::Response {
     let mut f = Form::new()

@@ -36,9 +36,11 @@ pub enum JobUpdate {
         value: u64,
         max: u64,
     },
-    /// A preview image of the job in progress.
+    /// A preview image of the job in progress: a sampler's, or (`whole`) an image a node
+    /// sent over the socket, which may also be the job's result.
     Preview {
         mime: &'static str,
         data: Bytes,
+        whole: bool,
     },
 }

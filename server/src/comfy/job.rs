@@ -41,6 +41,7 @@ impl Drop for JobGuard {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&self.prompt_id);
+        self.server.positions.forget(&self.prompt_id);
         if self.submitted && !self.settled {
             let server = self.server.clone();
             let prompt_id = std::mem::take(&mut self.prompt_id);
@@ -171,6 +172,9 @@ impl ComfyServer {
                 .and_then(Result::ok)
                 .flatten();
             send(JobUpdate::Queued { ahead });
+            if ahead != Some(0) {
+                self.positions.watch(&prompt_id, ahead);
+            }
         }
 
         let mut failures = 0u32;
@@ -184,7 +188,11 @@ impl ComfyServer {
             let check_history = tokio::select! {
                 event = rx.recv() => match event {
                     Some(JobEvent::Update(update)) => { send(update); false }
-                    Some(JobEvent::Image { node, data }) => { socket_images.push((node, data)); false }
+                    Some(JobEvent::Image { node, data }) => {
+                        send(JobUpdate::Preview { mime: "image/png", data: data.clone(), whole: true });
+                        socket_images.push((node, data));
+                        false
+                    }
                     Some(JobEvent::Finished | JobEvent::SocketUp) => true,
                     Some(JobEvent::SocketDown) | None => false,
                 },

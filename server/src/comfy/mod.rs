@@ -7,6 +7,7 @@ mod events;
 mod fleet;
 mod job;
 mod pool;
+mod positions;
 mod schema;
 mod server;
 mod upload;

@@ -58,6 +58,7 @@ pub struct ComfyServer {
     /// Prompts in ComfyUI's queue (running and pending, every client's), as its last `status`
     /// message said; `u64::MAX` until one arrives.
     pub(crate) queue_remaining: AtomicU64,
+    pub(crate) positions: super::positions::Positions,
     /// The last thing that went wrong talking to it, for `/health`.
     last_error: Mutex<Option<String>>,
     /// The model files its last job used, so jobs that use them can skip loading them again.
@@ -106,6 +107,7 @@ impl ComfyServer {
             fetching: tokio::sync::Mutex::new(None),
             info_read,
             queue_remaining: AtomicU64::new(u64::MAX),
+            positions: Default::default(),
             last_error: Mutex::new(None),
             last_models: Mutex::new(Vec::new()),
             standing: Standing::new(options, slot_freed),
@@ -295,7 +297,7 @@ impl ComfyServer {
         Ok(all.get_mut(prompt_id).map(Value::take))
     }
 
-    async fn queue(&self) -> Result<Value, ComfyError> {
+    pub(super) async fn queue(&self) -> Result<Value, ComfyError> {
         Ok(self
             .http
             .get(self.endpoint("/queue"))
@@ -320,25 +322,11 @@ impl ComfyServer {
     }
 
     /// How many prompts run or wait ahead of this one; `None` when it is not queued (any more).
-    /// ComfyUI runs pending prompts in order of their number, not of the list it returns.
     pub(crate) async fn queue_position(
         &self,
         prompt_id: &str,
     ) -> Result<Option<usize>, ComfyError> {
-        let queue = self.queue().await?;
-        let items = |key: &str| queue[key].as_array().cloned().unwrap_or_default();
-        let (running, pending) = (items("queue_running"), items("queue_pending"));
-        let is_ours = |item: &Value| item.get(1).and_then(Value::as_str) == Some(prompt_id);
-        if running.iter().any(is_ours) {
-            return Ok(Some(0));
-        }
-        let number = |item: &Value| item.get(0).and_then(Value::as_f64).unwrap_or(f64::MAX);
-        let Some(ours) = pending.iter().find(|i| is_ours(i)).map(number) else {
-            return Ok(None);
-        };
-        Ok(Some(
-            running.len() + pending.iter().filter(|i| number(i) < ours).count(),
-        ))
+        Ok(super::positions::position(&self.queue().await?, prompt_id))
     }
 
     pub(crate) async fn view(&self, file: &Value) -> Result<Bytes, ComfyError> {

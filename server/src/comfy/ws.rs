@@ -111,7 +111,7 @@ fn set_running(server: &ComfyServer, prompt_id: Option<&str>) {
     *running = prompt_id.map(str::to_string);
 }
 
-fn handle_text(server: &ComfyServer, text: &str) {
+fn handle_text(server: &Arc<ComfyServer>, text: &str) {
     let Ok(msg) = serde_json::from_str::<Value>(text) else {
         return;
     };
@@ -120,6 +120,7 @@ fn handle_text(server: &ComfyServer, text: &str) {
         if let Some(remaining) = data["status"]["exec_info"]["queue_remaining"].as_u64() {
             server.queue_remaining.store(remaining, Ordering::Relaxed);
         }
+        server.queue_moved();
         return;
     }
     let Some(prompt_id) = data["prompt_id"].as_str() else {
@@ -127,6 +128,7 @@ fn handle_text(server: &ComfyServer, text: &str) {
     };
     let event = match msg["type"].as_str().unwrap_or("") {
         "execution_start" => {
+            server.positions.forget(prompt_id);
             set_running(server, Some(prompt_id));
             JobEvent::Update(JobUpdate::Started)
         }
@@ -194,7 +196,11 @@ fn handle_binary(server: &ComfyServer, data: Bytes) {
     let event = if mime == "image/png" {
         JobEvent::Image { node, data: image }
     } else {
-        JobEvent::Update(JobUpdate::Preview { mime, data: image })
+        JobEvent::Update(JobUpdate::Preview {
+            mime,
+            data: image,
+            whole: false,
+        })
     };
     deliver(server, &prompt_id, event);
 }

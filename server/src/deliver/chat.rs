@@ -146,6 +146,8 @@ async fn stream_answer(
                     events.send(&reasoning(line)).await;
                 }
             }
+            // The answer shows every image at once, in order, when all are done.
+            Step::Image(..) => {}
             Step::Done(result) => break result?,
         }
     };

@@ -8,6 +8,7 @@ use app::api::{
     stream::StreamEvent,
 };
 use axum::response::Response;
+use bytes::Bytes;
 
 use super::{
     Carrier, Delivery, now_secs,
@@ -16,7 +17,7 @@ use super::{
 use crate::{
     comfy::JobUpdate,
     error::ApiError,
-    jobs::{Jobs, Step},
+    jobs::{Generated, Jobs, Step},
     tokens,
     validate::{ImageStream, Job},
 };
@@ -44,26 +45,31 @@ async fn run(
     options: ImageStream,
     events: &Events,
 ) -> Result<(), ApiError> {
-    let output = job.output();
-    // OpenAI's events say nothing of which image they belong to; with `stream_progress` the
-    // bridge adds it, so a client with n > 1 can place partials.
-    let payload = |index: usize, b64_json: String| ImagePayload {
-        b64_json,
-        created_at: now_secs(),
-        size: job.size(),
-        quality: output.quality.clone(),
-        background: "opaque".into(),
-        output_format: output.format,
-        partial_image_index: None,
-        usage: None,
-        image_index: options.progress.then_some(index as u32),
-        seed: None,
+    let mut frames = Frames {
+        delivery,
+        job,
+        options,
+        text_tokens: None,
     };
     let mut schedule = PartialSchedule::new(job.seeds().len(), options.partials);
+    // Each image goes out the moment it is done, so the first of a batch is not held back
+    // until the last is made.
+    let mut sent = vec![false; job.seeds().len()];
     let mut run = jobs.run_reporting(job);
     let images = loop {
         let (index, update) = match run.next().await {
             Step::Update(index, update) => (index, update),
+            Step::Image(index, image) => {
+                events.begin();
+                let event = frames.completed(index, image).await?;
+                if !events.send(&event).await {
+                    return Ok(());
+                }
+                if let Some(sent) = sent.get_mut(index) {
+                    *sent = true;
+                }
+                continue;
+            }
             Step::Done(result) => break result?,
         };
         // The job is queued: from here on there is something to stream.
@@ -77,33 +83,87 @@ async fn run(
         }
         match update {
             JobUpdate::Progress { value, max, .. } => schedule.progress(index, value, max),
-            JobUpdate::Preview { data, .. } => {
-                let Some(n) = schedule.take(index) else {
+            JobUpdate::Preview { data, whole, .. } => {
+                let Some(n) = schedule.take(index, whole) else {
                     continue;
                 };
                 // A preview that cannot be converted is skipped; the final image matters.
-                let Ok(b64) = delivery.carry(output, data, Carrier::Base64).await else {
+                let Ok(event) = frames.partial(index, n, data).await else {
                     continue;
                 };
-                let partial = ImagePayload {
-                    partial_image_index: Some(n),
-                    ..payload(index, b64)
-                };
-                events
-                    .send(&StreamEvent::Image(ImageEvent::partial(
-                        options.kind,
-                        partial,
-                    )))
-                    .await;
+                events.send(&event).await;
             }
             _ => {}
         }
     };
     drop(run);
 
-    let text_tokens = tokens::count(job.prompt().to_string()).await?;
     for (index, image) in images.into_iter().enumerate() {
-        let b64 = delivery.carry(output, image.data, Carrier::Base64).await?;
+        if sent.get(index) == Some(&true) {
+            continue;
+        }
+        let event = frames.completed(index, image).await?;
+        if !events.send(&event).await {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Turns images into the stream's events.
+struct Frames<'a> {
+    delivery: &'a Delivery,
+    job: &'a Job,
+    options: ImageStream,
+    /// The prompt's tokens, counted for the first completed event.
+    text_tokens: Option<u64>,
+}
+
+impl Frames<'_> {
+    fn payload(&self, index: usize, b64_json: String) -> ImagePayload {
+        let output = self.job.output();
+        ImagePayload {
+            b64_json,
+            created_at: now_secs(),
+            size: self.job.size(),
+            quality: output.quality.clone(),
+            background: "opaque".into(),
+            output_format: output.format,
+            partial_image_index: None,
+            usage: None,
+            // OpenAI's events say nothing of which image they belong to; with
+            // `stream_progress` the bridge adds it, so a client with n > 1 can place them.
+            image_index: self.options.progress.then_some(index as u32),
+            seed: None,
+        }
+    }
+
+    async fn partial(&self, index: usize, n: u32, data: Bytes) -> Result<StreamEvent, ApiError> {
+        let b64 = self
+            .delivery
+            .carry(self.job.output(), data, Carrier::Base64)
+            .await?;
+        let partial = ImagePayload {
+            partial_image_index: Some(n),
+            ..self.payload(index, b64)
+        };
+        Ok(StreamEvent::Image(ImageEvent::partial(
+            self.options.kind,
+            partial,
+        )))
+    }
+
+    async fn completed(&mut self, index: usize, image: Generated) -> Result<StreamEvent, ApiError> {
+        let text_tokens = match self.text_tokens {
+            Some(n) => n,
+            None => *self
+                .text_tokens
+                .insert(tokens::count(self.job.prompt().to_string()).await?),
+        };
+        let b64 = self
+            .delivery
+            .carry(self.job.output(), image.data, Carrier::Base64)
+            .await?;
         let completed = ImagePayload {
             usage: Some(ImageUsage {
                 total_tokens: text_tokens,
@@ -114,15 +174,14 @@ async fn run(
                     image_tokens: 0,
                 },
             }),
-            seed: options.progress.then_some(image.seed),
-            ..payload(index, b64)
+            seed: self.options.progress.then_some(image.seed),
+            ..self.payload(index, b64)
         };
-        let event = StreamEvent::Image(ImageEvent::completed(options.kind, completed));
-        if !events.send(&event).await {
-            break;
-        }
+        Ok(StreamEvent::Image(ImageEvent::completed(
+            self.options.kind,
+            completed,
+        )))
     }
-    Ok(())
 }
 
 fn progress(index: usize, update: &JobUpdate) -> Option<ImageProgress> {
@@ -165,18 +224,22 @@ impl PartialSchedule {
     }
 
     fn progress(&mut self, index: usize, value: u64, max: u64) {
+        // A bar of one (a node that saves or shows an image, not a sampler) says nothing of how
+        // far the run is, and must not make a sampler's progress look undone.
         if let Some(done) = self.done.get_mut(index)
-            && max > 0
+            && max > 1
         {
             *done = value as f64 / max as f64;
         }
     }
 
-    /// The partial index for a preview that arrived now, if it is one to send.
-    fn take(&mut self, index: usize) -> Option<u32> {
+    /// The partial index for a preview that arrived now, if it is one to send. A `whole`
+    /// image (one a node sent, not a sampler's preview) is sent whatever the progress says:
+    /// such nodes report no useful progress, and their frames are few.
+    fn take(&mut self, index: usize, whole: bool) -> Option<u32> {
         let sent = self.sent.get_mut(index)?;
         let due = f64::from(*sent + 1) / f64::from(self.wanted + 1);
-        if *sent >= self.wanted || self.done[index] < due {
+        if *sent >= self.wanted || (!whole && self.done[index] < due) {
             return None;
         }
         *sent += 1;
@@ -193,7 +256,7 @@ mod tests {
         let mut at = Vec::new();
         for step in 1..=steps {
             s.progress(0, step, steps);
-            if s.take(0).is_some() {
+            if s.take(0, false).is_some() {
                 at.push(step);
             }
         }
@@ -214,10 +277,28 @@ mod tests {
     fn each_image_has_its_own_partials() {
         let mut s = PartialSchedule::new(2, 1);
         s.progress(1, 5, 10);
-        assert_eq!(s.take(0), None);
-        assert_eq!(s.take(1), Some(0));
-        assert_eq!(s.take(1), None);
+        assert_eq!(s.take(0, false), None);
+        assert_eq!(s.take(1, false), Some(0));
+        assert_eq!(s.take(1, false), None);
         s.progress(0, 10, 10);
-        assert_eq!(s.take(0), Some(0));
+        assert_eq!(s.take(0, false), Some(0));
+    }
+
+    #[test]
+    fn whole_images_are_sent_whatever_the_progress() {
+        let mut s = PartialSchedule::new(1, 2);
+        // What a node saving over the socket reports before its frame: 0 of 1.
+        s.progress(0, 0, 1);
+        assert_eq!(s.take(0, true), Some(0));
+        assert_eq!(s.take(0, true), Some(1));
+        assert_eq!(s.take(0, true), None, "no more than asked");
+    }
+
+    #[test]
+    fn a_bar_of_one_does_not_undo_the_samplers_progress() {
+        let mut s = PartialSchedule::new(1, 1);
+        s.progress(0, 8, 10);
+        s.progress(0, 0, 1);
+        assert_eq!(s.take(0, false), Some(0));
     }
 }

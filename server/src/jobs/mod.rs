@@ -28,8 +28,15 @@ use crate::{
     validate::Job,
 };
 
-/// Progress of a request's jobs, each update tagged with the index of its image.
-type Updates = mpsc::UnboundedSender<(usize, JobUpdate)>;
+/// Progress of a request's jobs, each report tagged with the index of its image.
+type Updates = mpsc::UnboundedSender<(usize, Report)>;
+
+/// What a reporting run tells of one image as it goes.
+enum Report {
+    Update(JobUpdate),
+    /// The image is done; the others may still be running.
+    Made(Generated),
+}
 
 /// One finished image, as the workflow's output node wrote it.
 #[derive(Debug, Clone)]
@@ -163,7 +170,8 @@ impl Jobs {
                     None => {
                         // Waiting in the bridge's own queue is queueing too.
                         if let Some(out) = updates {
-                            let _ = out.send((index, JobUpdate::Queued { ahead: None }));
+                            let update = JobUpdate::Queued { ahead: None };
+                            let _ = out.send((index, Report::Update(update)));
                         }
                         limits.run().await?
                     }
@@ -208,7 +216,11 @@ impl Jobs {
                     match attempt.run(&slot).await {
                         Ok(data) => {
                             slot.record_job_done();
-                            return Ok::<_, ApiError>(Generated { data, seed });
+                            let image = Generated { data, seed };
+                            if let Some(out) = updates {
+                                let _ = out.send((index, Report::Made(image.clone())));
+                            }
+                            return Ok::<_, ApiError>(image);
                         }
                         Err(ApiError::Comfy(e))
                             if e.server_failed() && !(e.had_the_job() && rerun) =>
@@ -290,7 +302,7 @@ impl Attempt<'_> {
                 let (tx, mut rx) = mpsc::unbounded_channel();
                 let forward = async {
                     while let Some(update) = rx.recv().await {
-                        let _ = out.send((index, update));
+                        let _ = out.send((index, Report::Update(update)));
                     }
                 };
                 let (images, ()) = tokio::join!(
@@ -308,12 +320,15 @@ impl Attempt<'_> {
 
 pub struct Reporting<'a> {
     generation: Pin<Box<dyn Future<Output = Result<Vec<Generated>, ApiError>> + Send + 'a>>,
-    updates: mpsc::UnboundedReceiver<(usize, JobUpdate)>,
+    updates: mpsc::UnboundedReceiver<(usize, Report)>,
 }
 
 pub enum Step {
     /// An update of the job making image `index`.
     Update(usize, JobUpdate),
+    /// Image `index` is done, while others of the request may still run. Every image is told
+    /// of this way before [`Step::Done`], which holds them all again, in request order.
+    Image(usize, Generated),
     Done(Result<Vec<Generated>, ApiError>),
 }
 
@@ -322,7 +337,10 @@ impl Reporting<'_> {
     pub async fn next(&mut self) -> Step {
         tokio::select! {
             biased;
-            Some((index, update)) = self.updates.recv() => Step::Update(index, update),
+            Some((index, report)) = self.updates.recv() => match report {
+                Report::Update(update) => Step::Update(index, update),
+                Report::Made(image) => Step::Image(index, image),
+            },
             result = &mut self.generation => Step::Done(result),
         }
     }
