@@ -1,10 +1,16 @@
-//! Token counts for usage reports, with OpenAI's `o200k_base` vocabulary. The vocabulary is
-//! large and takes a moment to build, so it is built on first use, on a blocking thread:
-//! a bridge that never serves chat never pays for it.
+//! Token counts for usage reports, with OpenAI's `o200k_base` vocabulary. The counter's regex
+//! takes a moment to compile and its tables are read in from the binary as lookups reach them, so
+//! it is made on first use, on a blocking thread: a bridge that never serves chat never pays for it.
+
+use std::sync::LazyLock;
 
 use app::api::chat::ChatMessage;
 
 use crate::error::ApiError;
+
+mod o200k;
+
+static O200K: LazyLock<o200k::O200k> = LazyLock::new(o200k::O200k::new);
 
 /// What OpenAI adds per message (the role and separators) and to prime the reply.
 const PER_MESSAGE: u64 = 3;
@@ -14,9 +20,7 @@ fn count_now(text: &str) -> u64 {
     if text.is_empty() {
         return 0;
     }
-    tiktoken_rs::o200k_base_singleton()
-        .encode_ordinary(text)
-        .len() as u64
+    O200K.count(text) as u64
 }
 
 async fn blocking<T: Send + 'static>(
