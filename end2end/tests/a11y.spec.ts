@@ -41,6 +41,10 @@ for (const scheme of ["dark", "light"] as const) {
     await page.getByRole("button", { name: "Generate" }).click();
     await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
     expect(await violations(page), `results (${scheme})`).toEqual([]);
+    // The prompt just sent, offered again.
+    await page.locator("details.history > summary").click();
+    await expect(page.locator("details.history button")).toBeVisible();
+    expect(await violations(page), `prompt history (${scheme})`).toEqual([]);
     await page.locator(".results button.open").click();
     await expect(page.getByRole("dialog", { name: "Result viewer" })).toBeVisible();
     expect(await violations(page), `result viewer (${scheme})`).toEqual([]);

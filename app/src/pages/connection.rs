@@ -159,7 +159,7 @@ pub fn ConnectionPanel() -> impl IntoView {
     }
 }
 
-fn close_details(ev: &leptos::ev::KeyboardEvent) {
+pub(super) fn close_details(ev: &leptos::ev::KeyboardEvent) {
     use leptos::wasm_bindgen::JsCast;
     let details = ev
         .current_target()

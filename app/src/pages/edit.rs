@@ -61,20 +61,31 @@ pub fn is_own_image(path: &str) -> bool {
 pub fn EditPage() -> impl IntoView {
     let query = leptos_router::hooks::use_query_map().get_untracked();
     let opened = query.get("image").filter(|p| is_own_image(p));
+    let asked_prompt = query.get("prompt");
+    let studio = super::kept::use_studio();
+    let kept = studio.edit.clone();
+    // An address naming an image opens it (with its prompt); without, the form is as it was
+    // left.
+    if opened.is_some() || asked_prompt.is_some() {
+        kept.prefilled.set(true);
+        kept.source
+            .set(opened.map(|url| Source { url, size: None }));
+        kept.prompt.set(asked_prompt.unwrap_or_default());
+    }
     let form = EditForm {
-        source: ArcRwSignal::new(opened.map(|url| Source { url, size: None })),
+        source: kept.source.clone(),
         problem: ArcRwSignal::new(None),
-        mask_file: ArcRwSignal::new(None),
+        mask_file: kept.mask_file.clone(),
         painted: ArcRwSignal::new(false),
-        brush: ArcRwSignal::new(40),
+        brush: kept.brush.clone(),
         stroke: ArcRwSignal::new(None),
         canvas: NodeRef::new(),
-        prompt: ArcRwSignal::new(query.get("prompt").unwrap_or_default()),
-        model: ArcRwSignal::new(String::new()),
-        size: ArcRwSignal::new("auto".into()),
-        count: ArcRwSignal::new(1),
-        seed: ArcRwSignal::new(String::new()),
-        strength: ArcRwSignal::new(String::new()),
+        prompt: kept.prompt.clone(),
+        model: kept.model.clone(),
+        size: kept.size.clone(),
+        count: kept.count.clone(),
+        seed: kept.seed.clone(),
+        strength: kept.strength.clone(),
         api_key: super::connection::use_connection().api_key,
     };
     let models = model_list();
@@ -91,12 +102,16 @@ pub fn EditPage() -> impl IntoView {
             }
         }
     });
-    let run = Run::new(form.seed.clone());
+    let run = kept.run.clone();
+    let field = NodeRef::<html::Textarea>::new();
     let on_submit = {
         let (form, run) = (form.clone(), run.clone());
         move |ev: leptos::ev::SubmitEvent| {
             ev.prevent_default();
             if super::shortcuts::seed_problem(&form.seed.get_untracked()).is_none() {
+                if form.source.with_untracked(Option::is_some) {
+                    studio.remember(&form.prompt.get_untracked());
+                }
                 browser::submit(&form, &run);
             }
         }
@@ -108,7 +123,7 @@ pub fn EditPage() -> impl IntoView {
                 {picker(&form)}
                 {mask_tools(&form)}
                 <label>"Prompt"
-                    <textarea name="prompt" rows="2" required placeholder="what the edited image should show"
+                    <textarea name="prompt" rows="2" required placeholder="what the edited image should show" node_ref=field
                         prop:value={
                             let p = form.prompt.clone();
                             move || p.get()
@@ -118,6 +133,7 @@ pub fn EditPage() -> impl IntoView {
                             move |ev| p.set(event_target_value(&ev))
                         }></textarea>
                 </label>
+                {super::kept::prompt_history(form.prompt.clone(), field)}
                 {settings(&form, models)}
                 {run.actions("Edit", "Editing…")}
             </form>
@@ -228,6 +244,7 @@ fn settings(
     let (model_in, model_sel, model_track) =
         (form.model.clone(), form.model.clone(), form.model.clone());
     let (size_in, size_out, size_sel) = (form.size.clone(), form.size.clone(), form.size.clone());
+    let size_kept = form.size.clone();
     let seed = form.seed.clone();
     let (strength_in, strength_out, strength_reset) = (
         form.strength.clone(),
@@ -271,7 +288,7 @@ fn settings(
                         Ok(list) => list.data.into_iter()
                             .filter(|m| matches!(m.kind, Some(ModelKind::Img2Img | ModelKind::Inpaint)))
                             .map(|m| {
-                                let selected = m.id == model_sel.get_untracked();
+                                let selected = m.id == model_sel.get();
                                 view! { <option value=m.id.clone() selected=selected>{m.id.clone()}</option> }
                             }).collect_view().into_any(),
                         Err(e) => view! { <option value="" disabled=true>{e}</option> }.into_any(),
@@ -287,9 +304,15 @@ fn settings(
                         let model = models_sizes.get().and_then(Result::ok)
                             .and_then(|l| l.data.into_iter().find(|m| m.id == id));
                         let groups = super::sizes::groups(model.as_ref().map_or(&[][..], |m| &m.sizes));
+                        // Options drawn after the value was set (a kept size, the list still
+                        // loading) say themselves which one is chosen.
+                        let current = size_kept.get_untracked();
                         groups.into_iter().map(|g| view! {
                             <optgroup label=g.label>
-                                {g.sizes.into_iter().map(|(value, label)| view! { <option value=value>{label}</option> }).collect_view()}
+                                {g.sizes.into_iter().map(|(value, label)| {
+                                    let selected = value == current;
+                                    view! { <option value=value selected=selected>{label}</option> }
+                                }).collect_view()}
                             </optgroup>
                         }).collect_view()
                     }}
