@@ -45,6 +45,10 @@ for (const scheme of ["dark", "light"] as const) {
     await page.locator("details.history > summary").click();
     await expect(page.locator("details.history button")).toBeVisible();
     expect(await violations(page), `prompt history (${scheme})`).toEqual([]);
+    // The API call, shown as copied.
+    await page.getByRole("button", { name: "Copy as cURL" }).click();
+    await expect(page.locator("pre.call-text")).toBeVisible();
+    expect(await violations(page), `API call (${scheme})`).toEqual([]);
     await page.locator(".results button.open").click();
     await expect(page.getByRole("dialog", { name: "Result viewer" })).toBeVisible();
     expect(await violations(page), `result viewer (${scheme})`).toEqual([]);

@@ -1,5 +1,5 @@
 import { Page, expect, test } from "@playwright/test";
-import { chooseModel } from "./support";
+import { chooseModel, editWithPicture } from "./support";
 
 /// Generate's form filled with settings other than its defaults.
 async function fillGenerate(page: Page, prompt: string) {
@@ -76,14 +76,7 @@ test("settings in the address win over the kept form", async ({ page }) => {
 });
 
 test("Edit's picture, form and results survive a page change and a reload", async ({ page, request }) => {
-  const res = await request.post("/v1/images/generations", {
-    data: { model: "weightfree-txt2img", prompt: "a card to edit", size: "256x256" },
-  });
-  const png = Buffer.from((await res.json()).data[0].b64_json, "base64");
-  await page.goto("/edit");
-  await expect(page.locator("select[name=model] option[value=weightfree-inpaint]")).toHaveCount(1);
-  await page.locator("input[name=image]").setInputFiles({ name: "card.png", mimeType: "image/png", buffer: png });
-  await expect(page.locator(".drop")).toContainText("256x256.");
+  await editWithPicture(page, request);
   await page.locator("select[name=model]").selectOption("weightfree-blend");
   await page.locator("input[name=seed]").fill("99");
   const prompt = `kept edit ${Date.now()}`;

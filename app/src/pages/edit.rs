@@ -43,6 +43,38 @@ pub(super) struct EditForm {
     pub api_key: ArcRwSignal<String>,
 }
 
+/// The form's fields as the edit sends them (files aside), and as the copied commands show
+/// them. Blank or unreadable: a random seed, the model's own strength, the automatic model.
+pub(super) fn fields(form: &EditForm) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("prompt".into(), form.prompt.get_untracked().into());
+    fields.insert("size".into(), form.size.get_untracked().into());
+    fields.insert("n".into(), form.count.get_untracked().clamp(1, 4).into());
+    let model = form.model.get_untracked();
+    if !model.is_empty() {
+        fields.insert("model".into(), model.into());
+    }
+    if let Ok(seed) = form.seed.get_untracked().trim().parse::<u64>() {
+        fields.insert("seed".into(), seed.into());
+    }
+    if let Ok(strength) = form.strength.get_untracked().trim().parse::<f64>() {
+        fields.insert("strength".into(), strength.into());
+    }
+    fields
+}
+
+/// The edit as a command: the picture (and the mask, when there is one) as files beside it.
+fn call(form: &EditForm) -> super::snippets::Call {
+    let mut files = vec![("image", "image.png")];
+    if form.mask_file.with_untracked(Option::is_some) || form.painted.get_untracked() {
+        files.push(("mask", "mask.png"));
+    }
+    super::snippets::Call::Edit {
+        fields: fields(form),
+        files,
+    }
+}
+
 /// Only the bridge's own images may be opened by address (`/edit?image=/gallery/…`): the page
 /// never fetches a URL someone else chose.
 pub fn is_own_image(path: &str) -> bool {
@@ -136,6 +168,10 @@ pub fn EditPage() -> impl IntoView {
                 {super::kept::prompt_history(form.prompt.clone(), field)}
                 {settings(&form, models)}
                 {run.actions("Edit", "Editing…")}
+                {super::snippets::copy_buttons({
+                    let form = form.clone();
+                    move || call(&form)
+                })}
             </form>
             {run.view()}
         </section>

@@ -208,27 +208,22 @@ async fn build(form: &EditForm, source: &str) -> Result<(FormData, u32), String>
         append_file(&body, "mask", &mask)?;
     }
     let images = form.count.get_untracked().clamp(1, 4);
-    let mut fields = vec![
-        ("prompt", form.prompt.get_untracked()),
-        ("size", form.size.get_untracked()),
-        ("n", images.to_string()),
-        ("stream", "true".into()),
-        ("partial_images", "2".into()),
-        ("stream_progress", "true".into()),
-    ];
-    let model = form.model.get_untracked();
-    if !model.is_empty() {
-        fields.push(("model", model));
-    }
-    // Blank or unreadable: a random seed, the model's own strength.
-    if let Ok(seed) = form.seed.get_untracked().trim().parse::<u64>() {
-        fields.push(("seed", seed.to_string()));
-    }
-    if let Ok(strength) = form.strength.get_untracked().trim().parse::<f64>() {
-        fields.push(("strength", strength.to_string()));
+    let mut fields: Vec<(String, String)> = super::fields(form)
+        .into_iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(s) => (name, s),
+            other => (name, other.to_string()),
+        })
+        .collect();
+    for (name, value) in [
+        ("stream", "true"),
+        ("partial_images", "2"),
+        ("stream_progress", "true"),
+    ] {
+        fields.push((name.into(), value.into()));
     }
     for (name, value) in fields {
-        body.append_with_str(name, &value)
+        body.append_with_str(&name, &value)
             .map_err(|_| "the form could not be built")?;
     }
     Ok((body, images))

@@ -156,22 +156,20 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     let (steps_in, cfg_in, steps_out, cfg_out) =
         (steps.clone(), cfg.clone(), steps.clone(), cfg.clone());
     let (negative_in, negative_out, seed_in) = (negative.clone(), negative.clone(), seed.clone());
-    let on_submit = {
-        let run = run.clone();
+    // What the form asks for, as sent and as the copied commands show it.
+    let request_of = {
+        let (prompt, model, size, count) =
+            (prompt.clone(), model.clone(), size.clone(), count.clone());
+        let (negative, seed) = (negative.clone(), seed.clone());
         let (sampler, scheduler) = (sampler.clone(), scheduler.clone());
-        move |ev: leptos::ev::SubmitEvent| {
-            ev.prevent_default();
-            // A seed that is not one is said under the field, never replaced by a random one.
-            if super::shortcuts::seed_problem(&seed.get_untracked()).is_some() {
-                return;
-            }
+        move || {
             // Fields the model does not take stay unsent, whatever they hold from another model.
             let takes = inputs.get_untracked();
             let given = |taken: fn(&ModelInputs) -> bool, value: String| {
                 let taken = takes.as_ref().is_none_or(taken);
                 Some(value).filter(|v| taken && !v.trim().is_empty())
             };
-            let request = ImageGenerationRequest {
+            ImageGenerationRequest {
                 prompt: prompt.get_untracked(),
                 model: Some(model.get_untracked()).filter(|m| !m.is_empty()),
                 size: Some(size.get_untracked()),
@@ -190,7 +188,22 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                 partial_images: Some(2),
                 stream_progress: Some(true),
                 ..Default::default()
-            };
+            }
+        }
+    };
+    let call = {
+        let request_of = request_of.clone();
+        move || super::snippets::Call::generate(&request_of())
+    };
+    let on_submit = {
+        let run = run.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            // A seed that is not one is said under the field, never replaced by a random one.
+            if super::shortcuts::seed_problem(&seed.get_untracked()).is_some() {
+                return;
+            }
+            let request = request_of();
             let (images, shown) = (request.n.unwrap_or(1), request.prompt.clone());
             studio.remember(&shown);
             super::results::start(
@@ -341,6 +354,7 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                     </p>
                 </details>
                 {run.actions("Generate", "Generating…")}
+                {super::snippets::copy_buttons(call)}
             </form>
             {run.view()}
         </section>

@@ -12,5 +12,6 @@ mod local_images;
 mod results;
 mod shortcuts;
 mod sizes;
+mod snippets;
 pub mod stream;
 pub(crate) mod viewer;
