@@ -57,6 +57,18 @@ for (const scheme of ["dark", "light"] as const) {
     await page.locator(".gallery .grid button").first().click();
     await expect(page.getByRole("dialog", { name: "Image details" })).toBeVisible();
     expect(await violations(page), `gallery viewer (${scheme})`).toEqual([]);
+
+    // A chat with a reply to regenerate, its search and its rename form.
+    await page.goto("/chat");
+    await expect(page.locator("select[name=model] option[value=weightfree-txt2img]")).toHaveCount(1);
+    await page.locator("select[name=model]").selectOption("weightfree-txt2img");
+    await page.locator("textarea[name=message]").fill("a kite");
+    await page.locator("textarea[name=message]").press("Enter");
+    await expect(page.getByRole("button", { name: "Regenerate" })).toBeVisible({ timeout: 30_000 });
+    await page.getByRole("searchbox", { name: "Search chats" }).fill("no such chat");
+    await page.locator(".conversations").getByRole("button", { name: "Rename" }).click();
+    await expect(page.getByRole("textbox", { name: "Chat name" })).toBeFocused();
+    expect(await violations(page), `chat (${scheme})`).toEqual([]);
   });
 }
 

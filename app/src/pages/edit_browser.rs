@@ -26,12 +26,9 @@ pub fn pick_source(form: &EditForm, ev: leptos::ev::Event) {
 }
 
 pub fn drop_source(form: &EditForm, ev: leptos::ev::DragEvent) {
+    // Whatever else was dropped, the browser must not open it in place of the page.
     ev.prevent_default();
-    let file = ev
-        .data_transfer()
-        .and_then(|d| d.files())
-        .and_then(|files| files.get(0));
-    if let Some(file) = file {
+    if let Some(file) = local_images::dropped_file(&ev) {
         use_file(form, file);
     }
 }
