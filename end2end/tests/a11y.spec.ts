@@ -1,16 +1,5 @@
-import AxeBuilder from "@axe-core/playwright";
 import { Page, expect, test } from "@playwright/test";
-import { chooseModel } from "./support";
-
-/// WCAG 2.2 A and AA, and axe's best practices (unique landmark names among them).
-const RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"];
-
-async function violations(page: Page): Promise<string[]> {
-  const result = await new AxeBuilder({ page }).withTags(RULES).analyze();
-  return result.violations.flatMap((v) =>
-    v.nodes.map((n) => `${v.id}: ${n.target.join(" ")}: ${n.failureSummary?.split("\n")[1]?.trim() ?? ""}`),
-  );
-}
+import { chooseModel, violations } from "./support";
 
 /// Hydrated: the connection summary has been filled in.
 async function ready(page: Page) {

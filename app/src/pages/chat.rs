@@ -51,6 +51,19 @@ pub fn ChatPage() -> impl IntoView {
     };
     browser::restore(&state);
     browser::listen_for_paste(&state);
+    // A message refused for the key: the panel opens at the key field.
+    Effect::new({
+        let (busy, turns) = (state.busy.clone(), state.turns.clone());
+        let connection = super::connection::use_connection();
+        move |was_busy: Option<bool>| {
+            let busy = busy.get();
+            let failed = turns.with_untracked(|t| t.last().is_some_and(|t| t.error.is_some()));
+            if was_busy == Some(true) && !busy && failed && connection.key_refused() {
+                connection.ask_for_key();
+            }
+            busy
+        }
+    });
     let models = model_list();
     view! {
         <section class="card chat">

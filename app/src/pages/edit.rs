@@ -135,6 +135,10 @@ pub fn EditPage() -> impl IntoView {
         }
     });
     let run = kept.run.clone();
+    super::connection::use_connection().ask_for_key_on({
+        let error = run.error.clone();
+        move || error.with(Option::is_some)
+    });
     let field = NodeRef::<html::Textarea>::new();
     let on_submit = {
         let (form, run) = (form.clone(), run.clone());

@@ -132,6 +132,10 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     };
     let api_key = connection.api_key.clone();
     let run = kept.run.clone();
+    connection.ask_for_key_on({
+        let error = run.error.clone();
+        move || error.with(Option::is_some)
+    });
     let field = NodeRef::<leptos::html::Textarea>::new();
     let fields = Fields {
         prompt: prompt.clone(),
