@@ -1,5 +1,5 @@
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Page, expect, test } from "@playwright/test";
@@ -64,17 +64,31 @@ test("Copy as cURL on Generate gives a command that makes the image", async ({ p
   expect(Buffer.from(src!.split(",")[1], "base64")).toEqual(made[0]);
 });
 
+/// Runs copied Python with the official SDK (scripts/test provides it as SDK_PYTHON) in `dir`.
+function python(code: string, dir: string) {
+  execFileSync(process.env.SDK_PYTHON!, ["-c", code], {
+    cwd: dir,
+    env: { ...process.env, OPENAI_API_KEY: "unused" },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
 test("Copy as Python on Generate calls the OpenAI SDK with the bridge's own settings aside", async ({ page, baseURL }) => {
   await page.goto("/");
-  await chooseModel(page, "sdxl");
+  await chooseModel(page, "weightfree-txt2img");
+  await page.locator("select[name=size]").selectOption("64x64");
   await page.locator("input[name=seed]").fill("5");
   await page.locator("textarea[name=prompt]").fill("a quiet harbour");
   const code = await copied(page, "Copy as Python");
   expect(code).toContain(`client = OpenAI(base_url="${baseURL}/v1")`);
   expect(code).toContain("client.images.generate(");
-  expect(code).toContain('model="sdxl"');
+  expect(code).toContain('model="weightfree-txt2img"');
   expect(code).toContain('extra_body={"seed": 5}');
   expect(code).not.toContain("stream");
+  if (!process.env.SDK_PYTHON) return;
+  const dir = mkdtempSync(join(tmpdir(), "python-"));
+  python(code, dir);
+  expect(readFileSync(join(dir, "image-0.png")).subarray(0, 8)).toEqual(PNG);
 });
 
 test("Copy as cURL on Edit sends the picture as a file", async ({ page, request }) => {
@@ -93,8 +107,22 @@ test("Copy as cURL on Edit sends the picture as a file", async ({ page, request 
   expect(made[0].subarray(0, 8)).toEqual(PNG);
 
   // Python names the same file, and the mask once one is painted.
+  await page.locator("select[name=model]").selectOption("weightfree-inpaint");
   await paintStroke(page);
   const code = await copied(page, "Copy as Python");
   expect(code).toContain('image=open("image.png", "rb")');
   expect(code).toContain('mask=open("mask.png", "rb")');
+  if (!process.env.SDK_PYTHON) return;
+  // A mask as OpenAI's: opaque, with a transparent hole where the image may change.
+  const mask = await page.evaluate(() => {
+    const c = document.createElement("canvas");
+    c.width = c.height = 256;
+    const ctx = c.getContext("2d")!;
+    ctx.fillRect(0, 0, 256, 256);
+    ctx.clearRect(64, 64, 128, 128);
+    return c.toDataURL("image/png").split(",")[1];
+  });
+  writeFileSync(join(dir, "mask.png"), Buffer.from(mask, "base64"));
+  python(code, dir);
+  expect(readFileSync(join(dir, "image-0.png")).subarray(0, 8)).toEqual(PNG);
 });
