@@ -1,5 +1,5 @@
 import { Page, expect, test } from "@playwright/test";
-import { chooseModel, editWithPicture } from "./support";
+import { chooseModel, editWithPicture, paintStroke } from "./support";
 
 /// Generate's form filled with settings other than its defaults.
 async function fillGenerate(page: Page, prompt: string) {
@@ -92,9 +92,22 @@ test("Edit's picture, form and results survive a page change and a reload", asyn
     await expect(page.locator(".results img.final")).toHaveCount(1);
     await expect(page.locator(".results figcaption")).toContainText("seed 99");
   };
+  // A mask painted after the edit comes back with the page.
+  await paintStroke(page);
+  const painted = () =>
+    page.locator("canvas.mask").evaluate((c: HTMLCanvasElement) => {
+      const data = c.getContext("2d")!.getImageData(0, 0, c.width, c.height).data;
+      let opaque = 0;
+      for (let i = 3; i < data.length; i += 4) if (data[i] > 0) opaque++;
+      return opaque;
+    });
+  const before = await painted();
+  expect(before).toBeGreaterThan(100);
   await page.getByRole("link", { name: "Chat" }).click();
   await page.getByRole("link", { name: "Edit" }).click();
   await expectKept();
+  await expect(page.getByRole("button", { name: "Clear mask" })).toBeEnabled();
+  await expect.poll(painted).toBe(before);
   await page.reload();
   await expectKept();
   await page.reload();

@@ -28,6 +28,9 @@ pub(super) struct EditForm {
     /// An uploaded mask file (object URL); when set it is sent instead of the painted one.
     pub mask_file: ArcRwSignal<Option<String>>,
     pub painted: ArcRwSignal<bool>,
+    /// The painting kept for when the page is back; see [`super::kept::EditState`].
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub painting: ArcRwSignal<Option<(String, String)>>,
     pub brush: ArcRwSignal<u32>,
     /// The last point of the stroke being drawn, in canvas pixels.
     pub stroke: ArcRwSignal<Option<(f64, f64)>>,
@@ -109,6 +112,7 @@ pub fn EditPage() -> impl IntoView {
         problem: ArcRwSignal::new(None),
         mask_file: kept.mask_file.clone(),
         painted: ArcRwSignal::new(false),
+        painting: kept.painting.clone(),
         brush: kept.brush.clone(),
         stroke: ArcRwSignal::new(None),
         canvas: NodeRef::new(),
@@ -233,7 +237,7 @@ fn picker(form: &EditForm) -> impl IntoView + use<> {
                 <canvas node_ref=canvas class="mask" aria-label="Mask: paint over the area to change"
                     on:pointerdown=move |ev| browser::stroke_start(&down, ev)
                     on:pointermove=move |ev| browser::stroke_move(&paint, ev)
-                    on:pointerup=move |_| up.stroke.set(None)
+                    on:pointerup=move |_| browser::stroke_end(&up)
                     on:pointercancel={
                         let f = form.clone();
                         move |_| f.stroke.set(None)
@@ -391,6 +395,7 @@ mod browser {
     pub fn picture_unreadable(_: &EditForm) {}
     pub fn stroke_start(_: &EditForm, _: leptos::ev::PointerEvent) {}
     pub fn stroke_move(_: &EditForm, _: leptos::ev::PointerEvent) {}
+    pub fn stroke_end(_: &EditForm) {}
     pub fn clear_mask(_: &EditForm) {}
 }
 

@@ -85,6 +85,49 @@ pub fn picture_loaded(form: &EditForm, ev: leptos::ev::Event) {
             s.size = Some((w, h));
         }
     });
+    // The page is back on the picture it was painting: the painting comes back too.
+    let shown = form
+        .source
+        .with_untracked(|s| s.as_ref().map(|s| s.url.clone()));
+    match form.painting.get_untracked() {
+        Some((on, painting)) if Some(&on) == shown.as_ref() => repaint(form, painting),
+        Some(_) => form.painting.set(None),
+        None => {}
+    }
+}
+
+fn repaint(form: &EditForm, painting: String) {
+    let Ok(img) = web_sys::HtmlImageElement::new() else {
+        return;
+    };
+    let form = form.clone();
+    let loaded = img.clone();
+    let onload = Closure::once_into_js(move || {
+        if let Some(canvas) = form.canvas.get_untracked()
+            && let Some(ctx) = context(&canvas)
+            && ctx
+                .draw_image_with_html_image_element(&loaded, 0.0, 0.0)
+                .is_ok()
+        {
+            form.painted.set(true);
+        }
+    });
+    img.set_onload(Some(onload.unchecked_ref()));
+    img.set_src(&painting);
+}
+
+/// A stroke is done: the painting is kept, for when the page is left and comes back.
+pub fn stroke_end(form: &EditForm) {
+    form.stroke.set(None);
+    let Some(canvas) = form.canvas.get_untracked() else {
+        return;
+    };
+    let shown = form
+        .source
+        .with_untracked(|s| s.as_ref().map(|s| s.url.clone()));
+    if let (Some(on), Ok(painting)) = (shown, canvas.to_data_url()) {
+        form.painting.set(Some((on, painting)));
+    }
 }
 
 /// A file that calls itself an image but is none, or an address that no longer serves one: the
@@ -163,6 +206,7 @@ pub fn clear_mask(form: &EditForm) {
         ctx.clear_rect(0.0, 0.0, canvas.width() as f64, canvas.height() as f64);
     }
     form.painted.set(false);
+    form.painting.set(None);
 }
 
 /// Reads the files and sends the edit as a multipart form, streamed like a generation.

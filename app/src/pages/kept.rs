@@ -33,11 +33,13 @@ pub(super) struct GenerateState {
     pub prefilled: ArcRwSignal<bool>,
 }
 
-/// The Edit page's fields, picture and results (the painted mask lives in its canvas, and goes
-/// with the page).
+/// The Edit page's fields, picture and results.
 #[derive(Clone)]
 pub(super) struct EditState {
     pub source: ArcRwSignal<Option<Source>>,
+    /// The painted mask as a PNG `data:` URL, with the address of the picture it was painted
+    /// on: kept across page changes (not reloads), drawn back when that picture is shown again.
+    pub painting: ArcRwSignal<Option<(String, String)>>,
     pub mask_file: ArcRwSignal<Option<String>>,
     pub brush: ArcRwSignal<u32>,
     pub prompt: ArcRwSignal<String>,
@@ -103,6 +105,7 @@ pub(crate) fn provide_studio() {
         },
         edit: EditState {
             source: ArcRwSignal::new(None),
+            painting: ArcRwSignal::new(None),
             mask_file: ArcRwSignal::new(None),
             brush: ArcRwSignal::new(40),
             prompt: text(),
