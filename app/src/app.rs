@@ -11,6 +11,7 @@ use crate::pages::{
     edit::EditPage,
     gallery::GalleryView,
     home::HomePage,
+    kept::provide_studio,
     viewer::provide_handoff,
 };
 
@@ -41,6 +42,7 @@ pub fn App() -> impl IntoView {
     provide_meta_context();
     provide_connection();
     provide_handoff();
+    provide_studio();
     view! {
         <Title text="ComfyUI API Bridge"/>
         <Router>

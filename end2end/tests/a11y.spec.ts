@@ -1,16 +1,5 @@
-import AxeBuilder from "@axe-core/playwright";
 import { Page, expect, test } from "@playwright/test";
-import { chooseModel } from "./support";
-
-/// WCAG 2.2 A and AA, and axe's best practices (unique landmark names among them).
-const RULES = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa", "wcag22aa", "best-practice"];
-
-async function violations(page: Page): Promise<string[]> {
-  const result = await new AxeBuilder({ page }).withTags(RULES).analyze();
-  return result.violations.flatMap((v) =>
-    v.nodes.map((n) => `${v.id}: ${n.target.join(" ")}: ${n.failureSummary?.split("\n")[1]?.trim() ?? ""}`),
-  );
-}
+import { chooseModel, violations } from "./support";
 
 /// Hydrated: the connection summary has been filled in.
 async function ready(page: Page) {
@@ -41,6 +30,14 @@ for (const scheme of ["dark", "light"] as const) {
     await page.getByRole("button", { name: "Generate" }).click();
     await expect(page.locator(".results img.final")).toBeVisible({ timeout: 30_000 });
     expect(await violations(page), `results (${scheme})`).toEqual([]);
+    // The prompt just sent, offered again.
+    await page.locator("details.history > summary").click();
+    await expect(page.locator("details.history button")).toBeVisible();
+    expect(await violations(page), `prompt history (${scheme})`).toEqual([]);
+    // The API call, shown as copied.
+    await page.getByRole("button", { name: "Copy as cURL" }).click();
+    await expect(page.locator("pre.call-text")).toBeVisible();
+    expect(await violations(page), `API call (${scheme})`).toEqual([]);
     await page.locator(".results button.open").click();
     await expect(page.getByRole("dialog", { name: "Result viewer" })).toBeVisible();
     expect(await violations(page), `result viewer (${scheme})`).toEqual([]);
@@ -49,6 +46,18 @@ for (const scheme of ["dark", "light"] as const) {
     await page.locator(".gallery .grid button").first().click();
     await expect(page.getByRole("dialog", { name: "Image details" })).toBeVisible();
     expect(await violations(page), `gallery viewer (${scheme})`).toEqual([]);
+
+    // A chat with a reply to regenerate, its search and its rename form.
+    await page.goto("/chat");
+    await expect(page.locator("select[name=model] option[value=weightfree-txt2img]")).toHaveCount(1);
+    await page.locator("select[name=model]").selectOption("weightfree-txt2img");
+    await page.locator("textarea[name=message]").fill("a kite");
+    await page.locator("textarea[name=message]").press("Enter");
+    await expect(page.getByRole("button", { name: "Regenerate" })).toBeVisible({ timeout: 30_000 });
+    await page.getByRole("searchbox", { name: "Search chats" }).fill("no such chat");
+    await page.locator(".conversations").getByRole("button", { name: "Rename" }).click();
+    await expect(page.getByRole("textbox", { name: "Chat name" })).toBeFocused();
+    expect(await violations(page), `chat (${scheme})`).toEqual([]);
   });
 }
 

@@ -1,5 +1,5 @@
 import { APIRequestContext, Page, expect, test } from "@playwright/test";
-import { chooseModel } from "./support";
+import { chooseModel, paintStroke } from "./support";
 
 /// A picture made by the bridge itself, as PNG bytes.
 async function picture(request: APIRequestContext, size: string, prompt = "a test card"): Promise<Buffer> {
@@ -39,14 +39,7 @@ test("edit an uploaded image with a painted mask", async ({ page, request }) => 
   const tag = `e${Date.now()}`;
   await openWithPicture(page, request);
 
-  // Paint a stroke across the middle of the picture.
-  const canvas = page.locator("canvas.mask");
-  const box = (await canvas.boundingBox())!;
-  await page.mouse.move(box.x + box.width * 0.3, box.y + box.height * 0.5);
-  await page.mouse.down();
-  await page.mouse.move(box.x + box.width * 0.7, box.y + box.height * 0.5, { steps: 8 });
-  await page.mouse.up();
-  await expect(page.getByRole("button", { name: "Clear mask" })).toBeEnabled();
+  await paintStroke(page);
 
   await page.locator("textarea[name=prompt]").fill(`${tag} a red hat`);
   await page.getByRole("button", { name: "Edit", exact: true }).click();

@@ -1,57 +1,22 @@
-import { ChildProcess, spawn } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
-import { join, resolve } from "node:path";
+import { join } from "node:path";
 import { expect, test } from "@playwright/test";
+import { freePort, startBridge, stopBridge } from "./support";
 
 // This test runs a bridge of its own (scripts/test says where the binary is), with an API key
 // and a gallery of the web app's images only, so it can stop and start it again on the same
 // data directory.
 const BIN = process.env.BRIDGE_BIN;
 const KEY = "sk-e2e-secret";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, "127.0.0.1", () => {
-      const port = (srv.address() as { port: number }).port;
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function startBridge(dataDir: string, port: number): Promise<ChildProcess> {
-  const child = spawn(BIN!, ["--demo", "--listen", `127.0.0.1:${port}`, "--data-dir", dataDir], {
-    // From the repository, where the workflows are.
-    cwd: resolve(__dirname, "..", ".."),
-    env: { ...process.env, API_KEY: KEY, GALLERY: "ui", DEMO_STEP_DELAY_MS: "5", RUST_LOG: "warn" },
-    stdio: "ignore",
-  });
-  for (let i = 0; i < 100; i++) {
-    try {
-      if ((await fetch(`http://127.0.0.1:${port}/health`)).ok) return child;
-    } catch {
-      // Not listening yet.
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  child.kill();
-  throw new Error("the bridge did not start");
-}
-
-async function stopBridge(child: ChildProcess) {
-  const exited = new Promise((r) => child.once("exit", r));
-  child.kill("SIGTERM");
-  await exited;
-}
+const ENV = { API_KEY: KEY, GALLERY: "ui" };
 
 test("the API key is asked for, kept, and the gallery survives a server restart", async ({ page, request }) => {
   expect(BIN, "scripts/test sets BRIDGE_BIN to the bridge binary").toBeTruthy();
   const dataDir = mkdtempSync(join(tmpdir(), "bridge-e2e-"));
   const port = await freePort();
   const base = `http://127.0.0.1:${port}`;
-  let bridge = await startBridge(dataDir, port);
+  let bridge = await startBridge(dataDir, port, ENV);
   try {
     await page.goto(`${base}/`);
     // The server needs a key and the browser has none: the panel opens and asks for it.
@@ -77,7 +42,7 @@ test("the API key is asked for, kept, and the gallery survives a server restart"
     await expect(page.getByRole("alert")).toContainText("API key");
 
     await key.fill("sk-wrong");
-    await expect(panel.locator("summary")).toHaveText("API key needed");
+    await expect(panel.locator("summary")).toHaveText("Wrong API key");
     await key.fill(KEY);
     await expect(panel).toContainText("Key accepted");
     await expect(panel.locator("summary")).toHaveText("ComfyUI ok · queue 0");
@@ -99,7 +64,7 @@ test("the API key is asked for, kept, and the gallery survives a server restart"
     // Stop the server and start it again on the same data: the browser still holds the key,
     // and the gallery still holds the image.
     await stopBridge(bridge);
-    bridge = await startBridge(dataDir, port);
+    bridge = await startBridge(dataDir, port, ENV);
     await page.reload();
     await expect(page.locator(".gallery .count")).toHaveText("1 image");
     await expect(page.locator(".gallery .grid img").first()).toHaveAttribute("alt", "a kept lantern");

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::{
     extract::{Request, State},
-    http::header,
+    http::{HeaderMap, header},
     middleware::Next,
     response::Response,
 };
@@ -43,6 +43,29 @@ impl Auth {
         }
         bool::from(ok) && !presented.is_empty()
     }
+
+    /// Why `presented` is refused: none given, or a wrong one. `None` when it is accepted.
+    pub fn refusal(&self, presented: &str) -> Option<ApiError> {
+        if self.accepts(presented) {
+            None
+        } else if presented.trim().is_empty() {
+            Some(ApiError::MissingApiKey)
+        } else {
+            Some(ApiError::WrongApiKey)
+        }
+    }
+}
+
+/// The key a request presents as `Authorization: Bearer <key>`; empty when it has none.
+pub fn presented(headers: &HeaderMap) -> &str {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .unwrap_or("")
 }
 
 /// Rejects requests without an accepted `Authorization: Bearer` key.
@@ -51,19 +74,9 @@ pub async fn require_key(
     req: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
-    let presented = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .unwrap_or("");
-    if auth.accepts(presented) {
-        Ok(next.run(req).await)
-    } else {
-        Err(ApiError::Unauthorized)
+    match auth.refusal(presented(req.headers())) {
+        None => Ok(next.run(req).await),
+        Some(refusal) => Err(refusal),
     }
 }
 
@@ -83,5 +96,9 @@ mod tests {
         let open = Auth::new(&[" ".into()]);
         assert!(!open.required());
         assert!(open.accepts(""));
+        assert!(matches!(auth.refusal(" "), Some(ApiError::MissingApiKey)));
+        assert!(matches!(auth.refusal("sk-on"), Some(ApiError::WrongApiKey)));
+        assert!(auth.refusal("sk-two").is_none());
+        assert!(open.refusal("").is_none());
     }
 }

@@ -100,8 +100,15 @@ pub enum ApiError {
     ModelNotFound(String),
     #[error("No model is loaded; check the workflows directory (see /health).")]
     NoModels,
-    #[error("Incorrect or missing API key. Send it as `Authorization: Bearer <key>`.")]
-    Unauthorized,
+    /// No key came with the request, where the server needs one. OpenAI says so with no code;
+    /// a wrong key has `invalid_api_key`.
+    #[error(
+        "You didn't provide an API key. This server needs one, sent as \
+         `Authorization: Bearer <key>`."
+    )]
+    MissingApiKey,
+    #[error("Incorrect API key provided. Check the key, or ask this server's operator for one.")]
+    WrongApiKey,
     #[error("{0}")]
     PayloadTooLarge(String),
     #[error("{0}")]
@@ -207,7 +214,11 @@ impl ApiError {
             ApiError::ModelNotFound(_) => client(StatusCode::NOT_FOUND, ErrorCode::ModelNotFound),
             ApiError::NoModels => client(StatusCode::NOT_FOUND, ErrorCode::NoModels),
             ApiError::NotFound(_) => client(StatusCode::NOT_FOUND, ErrorCode::NotFound),
-            ApiError::Unauthorized => client(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey),
+            ApiError::MissingApiKey => Class {
+                code: None,
+                ..client(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey)
+            },
+            ApiError::WrongApiKey => client(StatusCode::UNAUTHORIZED, ErrorCode::InvalidApiKey),
             ApiError::PayloadTooLarge(_) => {
                 client(StatusCode::PAYLOAD_TOO_LARGE, ErrorCode::RequestTooLarge)
             }

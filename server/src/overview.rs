@@ -10,7 +10,7 @@ use app::{
     },
 };
 
-use crate::{error::ApiError, gallery::Gallery, health, state::AppState};
+use crate::{gallery::Gallery, health, state::AppState};
 
 struct Overview(AppState);
 
@@ -20,10 +20,17 @@ impl OverviewPort for Overview {
     fn overview(&self, api_key: String) -> Reply<'_, BridgeOverview> {
         Box::pin(async move {
             let state = &self.0;
+            let report = health::report(&state.jobs, &state.models).await;
+            let accepted = state.auth.accepts(&api_key);
             BridgeOverview {
-                health: health::report(&state.jobs, &state.models).await,
+                // Where ComfyUI runs is for those with the key.
+                health: if accepted {
+                    report
+                } else {
+                    report.without_internals()
+                },
                 auth_required: state.auth.required(),
-                key_accepted: state.auth.required().then(|| state.auth.accepts(&api_key)),
+                key_accepted: state.auth.required().then_some(accepted),
                 default_model: state.models.default_model().map(|t| t.id.clone()),
             }
         })
@@ -65,10 +72,8 @@ impl OverviewPort for Overview {
 impl Overview {
     /// The gallery, for a caller holding the API key when the server has one.
     fn open_gallery(&self, api_key: &str) -> Result<&Gallery, GalleryRefusal> {
-        if !self.0.auth.accepts(api_key) {
-            return Err(GalleryRefusal::Unauthorized(
-                ApiError::Unauthorized.to_string(),
-            ));
+        if let Some(refusal) = self.0.auth.refusal(api_key) {
+            return Err(GalleryRefusal::Unauthorized(refusal.to_string()));
         }
         self.0.gallery.gallery().ok_or_else(|| {
             GalleryRefusal::Off("The gallery is off on this server (GALLERY=off).".to_string())

@@ -66,7 +66,23 @@ async fn api_keys_are_required_when_configured() {
         }
         let (status, body) = read(req.send().await.unwrap()).await;
         assert_eq!(status, 401, "{auth:?}");
-        assert_eq!(body["error"]["code"], "invalid_api_key");
+        // As OpenAI: a missing key has no code, a wrong one `invalid_api_key`; the messages
+        // say which. A key not sent as `Bearer` is not found, and the message says how.
+        let message = body["error"]["message"].as_str().unwrap_or_default();
+        if auth.is_none_or(|a| !a.starts_with("Bearer ")) {
+            assert_eq!(body["error"]["code"], serde_json::Value::Null);
+            assert!(
+                message.starts_with("You didn't provide an API key."),
+                "{message}"
+            );
+        } else {
+            assert_eq!(body["error"]["code"], "invalid_api_key", "{auth:?}");
+            assert!(
+                message.starts_with("Incorrect API key provided."),
+                "{message}"
+            );
+        }
+        assert_eq!(body["error"]["type"], "invalid_request_error");
     }
     for key in ["sk-one", "sk-two"] {
         let res = h.http.get(&url).bearer_auth(key).send().await.unwrap();
@@ -79,9 +95,30 @@ async fn api_keys_are_required_when_configured() {
     assert!(h.sim.sim.submitted().is_empty());
     let (status, _) = h.post("/reload", json!({})).await;
     assert_eq!(status, 401);
-    // Health stays open for load balancers and monitors.
-    let (status, _) = h.get("/health").await;
+    // Health stays open for load balancers and monitors, but where ComfyUI runs is only told
+    // with a key.
+    let (status, body) = h.get("/health").await;
     assert_eq!(status, 200);
+    assert_eq!(body["servers"][0]["reachable"], true);
+    assert_eq!(body["servers"][0]["url"], "");
+    assert_eq!(body["servers"][0]["name"], "server 1");
+    let sim_url = h.sim.url.trim_end_matches('/');
+    assert!(!body.to_string().contains(sim_url), "{body}");
+    let res = h
+        .http
+        .get(format!("{}/health", h.url))
+        .bearer_auth("sk-two")
+        .send()
+        .await
+        .unwrap();
+    let (_, body) = read(res).await;
+    assert!(
+        body["servers"][0]["url"]
+            .as_str()
+            .unwrap()
+            .starts_with(sim_url),
+        "{body}"
+    );
 }
 
 #[tokio::test]

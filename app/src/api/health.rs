@@ -16,6 +16,25 @@ pub struct HealthReport {
     pub error: Option<ErrorBody>,
 }
 
+impl HealthReport {
+    /// The report as told to a caller without the API key of a server that needs one: whether
+    /// the servers answer, their queues and the models, and nothing that names or locates a
+    /// server or a file (addresses, host names, the errors that quote them, workflow problems).
+    pub fn without_internals(mut self) -> HealthReport {
+        for (i, s) in self.servers.iter_mut().enumerate() {
+            s.url = String::new();
+            s.name = format!("server {}", i + 1);
+            s.error = None;
+            s.last_error = None;
+        }
+        self.workflows.errors.clear();
+        for model in &mut self.workflows.unavailable {
+            model.reasons.clear();
+        }
+        self
+    }
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct ServerHealth {
     pub url: String,

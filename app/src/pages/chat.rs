@@ -50,6 +50,20 @@ pub fn ChatPage() -> impl IntoView {
         api_key: super::connection::use_connection().api_key,
     };
     browser::restore(&state);
+    browser::listen_for_paste(&state);
+    // A message refused for the key: the panel opens at the key field.
+    Effect::new({
+        let (busy, turns) = (state.busy.clone(), state.turns.clone());
+        let connection = super::connection::use_connection();
+        move |was_busy: Option<bool>| {
+            let busy = busy.get();
+            let failed = turns.with_untracked(|t| t.last().is_some_and(|t| t.error.is_some()));
+            if was_busy == Some(true) && !busy && failed && connection.key_refused() {
+                connection.ask_for_key();
+            }
+            busy
+        }
+    });
     let models = model_list();
     view! {
         <section class="card chat">
@@ -73,14 +87,28 @@ fn conversation_list(state: &ChatState) -> impl IntoView + use<> {
     );
     let (new_chat, pick, delete) = (state.clone(), state.clone(), state.clone());
     let (open_now, busy_now) = (state.current.clone(), state.busy.clone());
+    let query = ArcRwSignal::new(String::new());
+    let (query_in, query_out, query_none) = (query.clone(), query.clone(), query.clone());
+    let (all, none_match) = (state.conversations.clone(), state.conversations.clone());
     view! {
         <nav class="conversations" aria-label="Conversations">
             <button type="button" class="secondary" disabled=move || busy.get()
                 on:click=move |_| browser::open(&new_chat, None)>"New chat"</button>
+            <label class="search" hidden=move || all.with(Vec::is_empty)>"Search chats"
+                <input type="search" name="chat-search" autocomplete="off"
+                    prop:value=move || query_out.get()
+                    on:input=move |ev| query_in.set(event_target_value(&ev))/>
+            </label>
+            <p class="muted" aria-live="polite">{move || {
+                let q = query_none.get();
+                let found = none_match.with(|l| l.iter().any(|c| c.matches(&q)));
+                (!found && !q.trim().is_empty()).then_some("No chats match.")
+            }}</p>
             <ul>
                 {move || {
                     let open = current.get();
-                    list.get().into_iter().map(|c| {
+                    let q = query.get();
+                    list.get().into_iter().filter(|c| c.matches(&q)).map(|c| {
                         let here = open.as_deref() == Some(c.id.as_str());
                         let (state, id, busy) = (pick.clone(), c.id.clone(), pick.busy.clone());
                         view! {
@@ -94,6 +122,7 @@ fn conversation_list(state: &ChatState) -> impl IntoView + use<> {
                 }}
             </ul>
             <Show when=move || open_now.with(Option::is_some)>
+                {rename(&delete)}
                 <button type="button" class="secondary danger-text" disabled={
                     let busy = busy_now.clone();
                     move || busy.get()
@@ -103,6 +132,63 @@ fn conversation_list(state: &ChatState) -> impl IntoView + use<> {
                 }>"Delete this chat"</button>
             </Show>
         </nav>
+    }
+}
+
+/// "Rename", opening a small form with the chat's name; Enter keeps it, Escape leaves it.
+fn rename(state: &ChatState) -> impl IntoView + use<> {
+    let editing = ArcRwSignal::new(false);
+    let field = NodeRef::<leptos::html::Input>::new();
+    let title = {
+        let state = state.clone();
+        move || {
+            let id = state.current.get_untracked();
+            state.conversations.with_untracked(|l| {
+                l.iter()
+                    .find(|c| Some(&c.id) == id.as_ref())
+                    .map(|c| c.title.clone())
+            })
+        }
+    };
+    let (open, shown, hidden) = (editing.clone(), editing.clone(), editing.clone());
+    let (save, cancel, escape) = (editing.clone(), editing.clone(), editing);
+    let state = state.clone();
+    let (busy, named) = (state.busy.clone(), state.clone());
+    view! {
+        <button type="button" class="secondary" hidden=move || shown.get()
+            disabled=move || busy.get()
+            on:click=move |_| {
+                // Only a chat already kept has a name to change.
+                let Some(current) = title() else { return };
+                open.set(true);
+                request_animation_frame(move || {
+                    if let Some(input) = field.get_untracked() {
+                        input.set_value(&current);
+                        let _ = input.focus();
+                        input.select();
+                    }
+                });
+            }>"Rename"</button>
+        <form class="rename" hidden=move || !hidden.get()
+            on:submit=move |ev: leptos::ev::SubmitEvent| {
+                ev.prevent_default();
+                if let Some(input) = field.get_untracked() {
+                    browser::rename_current(&named, &input.value());
+                }
+                save.set(false);
+            }
+            on:keydown=move |ev: leptos::ev::KeyboardEvent| {
+                if ev.key() == "Escape" {
+                    ev.prevent_default();
+                    escape.set(false);
+                }
+            }>
+            <label>"Chat name"
+                <input name="chat-title" node_ref=field autocomplete="off"/>
+            </label>
+            <button type="submit" class="small">"Save"</button>
+            <button type="button" class="secondary small" on:click=move |_| cancel.set(false)>"Cancel"</button>
+        </form>
     }
 }
 
@@ -122,7 +208,12 @@ fn thread(state: &ChatState) -> impl IntoView + use<> {
                 let streaming = busy.get();
                 let urls = urls.get();
                 all.into_iter().enumerate().map(|(i, turn)| {
-                    turn_view(turn, &urls, streaming && i == last, &state)
+                    let place = match (i == last, streaming) {
+                        (true, true) => Place::Streaming,
+                        (true, false) => Place::Last,
+                        _ => Place::Earlier,
+                    };
+                    turn_view(turn, &urls, place, &state)
                 }).collect_view()
             }}
         </ol>
@@ -130,12 +221,21 @@ fn thread(state: &ChatState) -> impl IntoView + use<> {
     }
 }
 
+/// Where a turn stands in the thread: the last reply can be asked for again once it is done.
+#[derive(Clone, Copy, PartialEq)]
+enum Place {
+    Earlier,
+    Last,
+    Streaming,
+}
+
 fn turn_view(
     turn: Turn,
     urls: &HashMap<String, String>,
-    streaming: bool,
+    place: Place,
     state: &ChatState,
 ) -> impl IntoView + use<> {
+    let streaming = place == Place::Streaming;
     let image = |key: &String, alt: String| {
         let src = urls.get(key).cloned();
         (key.clone(), src, alt)
@@ -194,6 +294,14 @@ fn turn_view(
                 }).collect_view()}
             </p>
             {turn.error.map(|e| view! { <p class="error" role="alert">{e}</p> })}
+            {(place == Place::Last).then(|| {
+                let state = state.clone();
+                view! {
+                    <button type="button" class="secondary small regenerate"
+                        title="Send the last message again and replace this reply"
+                        on:click=move |_| browser::regenerate(&state)>"Regenerate"</button>
+                }
+            })}
         </li>
     }
     .into_any()
@@ -211,6 +319,7 @@ fn composer(
     );
     let (busy, running, shown) = (state.busy.clone(), state.busy.clone(), state.busy.clone());
     let (send, enter, pick, stop) = (state.clone(), state.clone(), state.clone(), state.clone());
+    let dropped = state.clone();
     let (model_in, model_sel) = (state.model.clone(), state.model.clone());
     let on_submit = move |ev: leptos::ev::SubmitEvent| {
         ev.prevent_default();
@@ -224,7 +333,9 @@ fn composer(
         }
     };
     view! {
-        <form class="composer" on:submit=on_submit>
+        <form class="composer" on:submit=on_submit
+            on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
+            on:drop=move |ev| browser::drop_file(&dropped, ev)>
             {move || attached.get().map(|key| {
                 let src = urls.with(|u| u.get(&key).cloned());
                 let attachment = attachment.clone();
@@ -237,7 +348,7 @@ fn composer(
                 }
             })}
             <label class="message">"Message"
-                <textarea name="message" rows="2" placeholder="Describe an image, or how to change the attached one"
+                <textarea name="message" rows="2" placeholder="Describe an image, or how to change the attached one (drop or paste a picture to attach it)"
                     prop:value=move || message_out.get()
                     on:input=move |ev| message_in.set(event_target_value(&ev))
                     on:keydown=on_key></textarea>
@@ -283,5 +394,9 @@ mod browser {
     pub fn open(_: &ChatState, _: Option<String>) {}
     pub fn send(_: &ChatState) {}
     pub fn attach_file(_: &ChatState, _: leptos::ev::Event) {}
+    pub fn drop_file(_: &ChatState, _: leptos::ev::DragEvent) {}
+    pub fn listen_for_paste(_: &ChatState) {}
+    pub fn regenerate(_: &ChatState) {}
+    pub fn rename_current(_: &ChatState, _: &str) {}
     pub fn delete_current(_: &ChatState) {}
 }

@@ -7,7 +7,7 @@ use web_sys::Blob;
 
 use super::ChatState;
 use crate::pages::{
-    chat_text::{ChatUpdate, Conversation, Piece, Turn, pieces, read_chunk, request},
+    chat_text::{ChatUpdate, Conversation, Piece, Turn, pieces, read_chunk, regeneration, request},
     local_images,
     stream::{self, Body, Outcome},
 };
@@ -84,11 +84,18 @@ fn save(state: &ChatState) {
     };
     let turns = state.turns.get_untracked();
     state.conversations.update(|list| {
-        let title = turns
+        // A name given by hand stays.
+        let named = list
             .iter()
-            .find(|t| t.role == "user")
-            .map(|t| Conversation::title_from(&t.text))
-            .unwrap_or_else(|| "New chat".into());
+            .find(|c| c.id == id && c.renamed)
+            .map(|c| c.title.clone());
+        let title = named.clone().unwrap_or_else(|| {
+            turns
+                .iter()
+                .find(|t| t.role == "user")
+                .map(|t| Conversation::title_from(&t.text))
+                .unwrap_or_else(|| "New chat".into())
+        });
         list.retain(|c| c.id != id);
         list.insert(
             0,
@@ -97,6 +104,7 @@ fn save(state: &ChatState) {
                 title,
                 updated: now(),
                 turns,
+                renamed: named.is_some(),
             },
         );
     });
@@ -145,6 +153,29 @@ pub fn delete_current(state: &ChatState) {
     });
 }
 
+/// Gives the open chat a name of its own; a blank one goes back to the first prompt's words.
+pub fn rename_current(state: &ChatState, title: &str) {
+    let Some(id) = state.current.get_untracked() else {
+        return;
+    };
+    let title = title.split_whitespace().collect::<Vec<_>>().join(" ");
+    state.conversations.update(|list| {
+        if let Some(c) = list.iter_mut().find(|c| c.id == id) {
+            c.renamed = !title.is_empty();
+            c.title = if title.is_empty() {
+                c.turns
+                    .iter()
+                    .find(|t| t.role == "user")
+                    .map(|t| Conversation::title_from(&t.text))
+                    .unwrap_or_else(|| "New chat".into())
+            } else {
+                title
+            };
+        }
+    });
+    write_list(state);
+}
+
 /// Keeps a picked file as the next message's image.
 pub fn attach_file(state: &ChatState, ev: leptos::ev::Event) {
     let file = ev
@@ -155,9 +186,26 @@ pub fn attach_file(state: &ChatState, ev: leptos::ev::Event) {
             input.set_value("");
             file
         });
-    let Some(file) = file else {
-        return;
-    };
+    if let Some(file) = file {
+        attach(state, file);
+    }
+}
+
+/// A file dropped on the composer goes with the next message, as a picked one does.
+pub fn drop_file(state: &ChatState, ev: leptos::ev::DragEvent) {
+    if let Some(file) = local_images::dropped_file(&ev) {
+        attach(state, file);
+    }
+}
+
+/// A pasted image (Ctrl+V anywhere on the page) goes with the next message; pasted text is
+/// left to the message field.
+pub fn listen_for_paste(state: &ChatState) {
+    let state = state.clone();
+    local_images::on_pasted_file(move |file| attach(&state, file));
+}
+
+fn attach(state: &ChatState, file: web_sys::File) {
     if !file.type_().starts_with("image/") {
         state.notice.set(Some(
             "That file is not an image (PNG, JPEG or WebP).".into(),
@@ -193,9 +241,51 @@ pub fn send(state: &ChatState) {
     if text.trim().is_empty() || state.busy.get_untracked() {
         return;
     }
+    let attachment = state.attachment.get_untracked();
+    start(state, text, attachment, true);
+}
+
+/// Asks again for the last reply: the conversation up to the last user message is sent as it
+/// was, and the new reply takes the old one's place (its images are let go).
+pub fn regenerate(state: &ChatState) {
+    if state.busy.get_untracked() {
+        return;
+    }
+    let turns = state.turns.get_untracked();
+    let Some((before, text, image)) = regeneration(&turns) else {
+        return;
+    };
+    let replaced: Vec<String> = turns[before.len() + 1..]
+        .iter()
+        .flat_map(|t| t.images.clone())
+        .collect();
+    state.turns.set(before);
+    start(state, text, image, false);
+    leptos::task::spawn_local(async move {
+        for key in replaced {
+            let _ = local_images::delete(&key).await;
+        }
+    });
+}
+
+/// Brings the newest reply into view: its top, where its progress and first image are.
+fn scroll_to_reply() {
+    request_animation_frame(|| {
+        let reply = document()
+            .query_selector(".turns > li.assistant:last-child")
+            .ok()
+            .flatten();
+        if let Some(reply) = reply {
+            reply.scroll_into_view_with_bool(true);
+        }
+    });
+}
+
+/// Sends `text` (with the image kept under `attachment`) after the open conversation's turns,
+/// and streams the reply into a new turn. From the composer, its fields are emptied.
+fn start(state: &ChatState, text: String, attachment: Option<String>, from_composer: bool) {
     let state = state.clone();
     leptos::task::spawn_local(async move {
-        let attachment = state.attachment.get_untracked();
         let image = match &attachment {
             Some(key) => match image_data_url(key).await {
                 Ok(url) => Some(url),
@@ -223,11 +313,14 @@ pub fn send(state: &ChatState) {
                 ..Default::default()
             });
         });
-        state.message.set(String::new());
-        state.attachment.set(None);
+        if from_composer {
+            state.message.set(String::new());
+            state.attachment.set(None);
+        }
         state.notice.set(None);
         state.busy.set(true);
         save(&state);
+        scroll_to_reply();
         let (tx, rx) = futures::channel::oneshot::channel();
         state.cancel.set(Some(tx));
 
@@ -292,6 +385,7 @@ pub fn send(state: &ChatState) {
         state.busy.set(false);
         state.cancel.set(None);
         save(&state);
+        scroll_to_reply();
     });
 }
 

@@ -21,6 +21,9 @@ pub struct Conversation {
     /// Milliseconds since the epoch of the last turn; the list is newest first.
     pub updated: f64,
     pub turns: Vec<Turn>,
+    /// Named by hand: the title no longer follows the first prompt.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub renamed: bool,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -42,6 +45,18 @@ pub struct Turn {
 }
 
 impl Conversation {
+    /// Whether every word of `query` is in the title or in a turn, whatever the case.
+    pub fn matches(&self, query: &str) -> bool {
+        let text = std::iter::once(self.title.as_str())
+            .chain(self.turns.iter().map(|t| t.text.as_str()))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .to_lowercase();
+        query
+            .split_whitespace()
+            .all(|word| text.contains(&word.to_lowercase()))
+    }
+
     /// A short title: the first words of the first prompt.
     pub fn title_from(prompt: &str) -> String {
         let words = prompt.split_whitespace().collect::<Vec<_>>().join(" ");
@@ -189,9 +204,62 @@ pub fn code_spans(text: &str) -> Vec<(bool, String)> {
         .collect()
 }
 
+/// What regenerating the last reply sends again: the turns before the last user turn, that
+/// turn's text and image. `None` when there is no user turn to answer.
+pub fn regeneration(turns: &[Turn]) -> Option<(Vec<Turn>, String, Option<String>)> {
+    let last_user = turns.iter().rposition(|t| t.role == "user")?;
+    let user = &turns[last_user];
+    Some((
+        turns[..last_user].to_vec(),
+        user.text.clone(),
+        user.images.first().cloned(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn turn(role: &str, text: &str) -> Turn {
+        Turn {
+            role: role.into(),
+            text: text.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_search_finds_every_word_in_the_title_or_the_turns() {
+        let chat = Conversation {
+            title: "Harbour".into(),
+            turns: vec![
+                turn("user", "A red BOAT"),
+                turn("assistant", "Made with `sdxl`"),
+            ],
+            ..Default::default()
+        };
+        assert!(chat.matches(""));
+        assert!(chat.matches("boat harbour"));
+        assert!(chat.matches("SDXL"));
+        assert!(!chat.matches("boat plane"));
+    }
+
+    #[test]
+    fn regenerating_sends_the_last_user_turn_again_after_the_turns_before_it() {
+        let mut with_image = turn("user", "bluer");
+        with_image.images = vec!["k1".into()];
+        let turns = vec![
+            turn("user", "a boat"),
+            turn("assistant", "made"),
+            with_image,
+            turn("assistant", "made again"),
+        ];
+        let (before, text, image) = regeneration(&turns).expect("a user turn");
+        assert_eq!(before, turns[..2]);
+        assert_eq!(text, "bluer");
+        assert_eq!(image.as_deref(), Some("k1"));
+        assert_eq!(regeneration(&[turn("assistant", "hi")]), None);
+    }
 
     #[test]
     fn replies_split_into_text_and_images() {

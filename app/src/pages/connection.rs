@@ -18,6 +18,12 @@ pub struct Connection {
     pub overview: ArcRwSignal<Option<Result<BridgeOverview, String>>>,
     /// The key requests carry; empty when none was given.
     pub api_key: ArcRwSignal<String>,
+    /// The key the overview was last asked with: while it differs from `api_key`, whether the
+    /// key is right is not known yet.
+    checked_key: ArcRwSignal<Option<String>>,
+    /// Bumped when a request was refused for want of the right key: the panel opens and the
+    /// key field gets the focus.
+    key_asked: ArcRwSignal<u32>,
 }
 
 impl Connection {
@@ -27,6 +33,50 @@ impl Connection {
             o.as_ref()
                 .map(|o| o.as_ref().ok().and_then(|o| o.default_model.clone()))
         })
+    }
+
+    /// Whether the server refuses the browser's key (or its lack of one), as last checked.
+    pub fn key_refused(&self) -> bool {
+        self.overview
+            .with_untracked(|o| matches!(o, Some(Ok(o)) if o.key_accepted == Some(false)))
+    }
+
+    /// Opens the panel at the key field, after a request was refused for the key.
+    pub fn ask_for_key(&self) {
+        self.key_asked.update(|n| *n += 1);
+    }
+
+    /// Asks for the key each time `failed` turns true while the server refuses the key: a
+    /// page's request came back refused, and the fix is in the panel.
+    pub fn ask_for_key_on(&self, failed: impl Fn() -> bool + Send + Sync + 'static) {
+        let c = self.clone();
+        Effect::new(move |_| {
+            if failed() && c.key_refused() {
+                c.ask_for_key();
+            }
+        });
+    }
+}
+
+/// What the panel says of the key: accepted, missing, wrong, or not checked yet.
+fn key_state(
+    overview: &Option<Result<BridgeOverview, String>>,
+    key: &str,
+    checked: Option<&str>,
+) -> &'static str {
+    let accepted = match overview {
+        Some(Ok(o)) => o.key_accepted,
+        _ => None,
+    };
+    match accepted {
+        _ if checked != Some(key) => "Checking the key…",
+        Some(true) => "Key accepted. It is kept in this browser only.",
+        _ if key.trim().is_empty() => {
+            "This server needs an API key for generating and for the gallery. Enter it here; it is kept in this browser only."
+        }
+        _ => {
+            "This key is not one of this server's. Check it for typos, or ask the server's operator for one."
+        }
     }
 }
 
@@ -39,6 +89,8 @@ pub fn provide_connection() {
     let connection = Connection {
         overview: ArcRwSignal::new(None),
         api_key: ArcRwSignal::new(stored_key()),
+        checked_key: ArcRwSignal::new(None),
+        key_asked: ArcRwSignal::new(0),
     };
     // Asked again whenever the key changes, so the panel says at once whether it is right.
     Effect::new({
@@ -75,10 +127,11 @@ fn page_hidden() -> bool {
 }
 
 fn refresh(c: &Connection, key: String) {
-    let overview = c.overview.clone();
+    let (overview, checked) = (c.overview.clone(), c.checked_key.clone());
     leptos::task::spawn_local(async move {
-        let result = load_overview(key).await.map_err(|e| e.to_string());
+        let result = load_overview(key.clone()).await.map_err(|e| e.to_string());
         overview.set(Some(result));
+        checked.set(Some(key));
     });
 }
 
@@ -114,15 +167,37 @@ pub fn ConnectionPanel() -> impl IntoView {
     });
     let (key_in, key_out) = (c.api_key.clone(), c.api_key.clone());
     let (auth, accepted) = (c.overview.clone(), c.overview.clone());
+    let (key_now, checked, summary_key) =
+        (c.api_key.clone(), c.checked_key.clone(), c.api_key.clone());
+    let panel = NodeRef::<leptos::html::Details>::new();
+    let field = NodeRef::<leptos::html::Input>::new();
+    // A request refused for the key: the panel opens, the key field gets the focus.
+    Effect::new({
+        let asked = c.key_asked.clone();
+        move |before: Option<u32>| {
+            let now = asked.get();
+            if before.is_some_and(|b| b != now) {
+                if let Some(panel) = panel.get_untracked() {
+                    panel.set_open(true);
+                }
+                request_animation_frame(move || {
+                    if let Some(field) = field.get_untracked() {
+                        let _ = field.focus();
+                    }
+                });
+            }
+            now
+        }
+    });
     view! {
-        <details class="connection" prop:open=move || key_missing.get()
+        <details class="connection" node_ref=panel prop:open=move || key_missing.get()
             on:keydown=|ev: leptos::ev::KeyboardEvent| {
                 // Escape closes the panel and leaves the focus on its summary.
                 if ev.key() == "Escape" {
                     close_details(&ev);
                 }
             }>
-            <summary>{move || summary(&summary_of.get())}</summary>
+            <summary>{move || summary(&summary_of.get(), &summary_key.get())}</summary>
             <div class="connection-body">
                 {move || match overview.get() {
                     None => view! { <p class="muted">"Asking the bridge…"</p> }.into_any(),
@@ -131,7 +206,8 @@ pub fn ConnectionPanel() -> impl IntoView {
                 }}
                 <Show when=move || auth.with(|o| matches!(o, Some(Ok(o)) if o.auth_required))>
                     <label class="key">"API key"
-                        <input name="api_key" type="password" autocomplete="off"
+                        <input name="api_key" type="password" autocomplete="off" node_ref=field
+                            aria-describedby="key-state"
                             placeholder="needed by this server"
                             prop:value={
                                 let k = key_out.clone();
@@ -146,12 +222,13 @@ pub fn ConnectionPanel() -> impl IntoView {
                                 }
                             }/>
                     </label>
-                    <p class="muted key-state">{
-                        let o = accepted.clone();
-                        move || o.with(|o| match o {
-                            Some(Ok(o)) if o.key_accepted == Some(true) => "Key accepted. It is kept in this browser only.",
-                            _ => "This server needs an API key for generating and for the gallery.",
-                        })
+                    <p class="muted key-state" id="key-state" aria-live="polite">{
+                        let (o, key, checked) = (accepted.clone(), key_now.clone(), checked.clone());
+                        move || {
+                            let key = key.get();
+                            let checked = checked.get();
+                            o.with(|o| key_state(o, &key, checked.as_deref()))
+                        }
                     }</p>
                 </Show>
             </div>
@@ -159,7 +236,7 @@ pub fn ConnectionPanel() -> impl IntoView {
     }
 }
 
-fn close_details(ev: &leptos::ev::KeyboardEvent) {
+pub(super) fn close_details(ev: &leptos::ev::KeyboardEvent) {
     use leptos::wasm_bindgen::JsCast;
     let details = ev
         .current_target()
@@ -177,11 +254,14 @@ fn close_details(ev: &leptos::ev::KeyboardEvent) {
     }
 }
 
-fn summary(overview: &Option<Result<BridgeOverview, String>>) -> String {
+fn summary(overview: &Option<Result<BridgeOverview, String>>, key: &str) -> String {
     match overview {
         None => "Connecting…".into(),
         Some(Err(_)) => "Bridge unreachable".into(),
-        Some(Ok(o)) if o.key_accepted == Some(false) => "API key needed".into(),
+        Some(Ok(o)) if o.key_accepted == Some(false) && key.trim().is_empty() => {
+            "API key needed".into()
+        }
+        Some(Ok(o)) if o.key_accepted == Some(false) => "Wrong API key".into(),
         Some(Ok(o)) => {
             let up = o.health.servers.iter().filter(|s| s.reachable).count();
             let queued: u64 = o
@@ -207,7 +287,12 @@ fn details(o: BridgeOverview) -> impl IntoView {
                 let state = if s.reachable { "reachable" } else { "unreachable" };
                 view! {
                     <li class:bad=!s.reachable>
-                        <code>{s.url}</code>
+                        // Without the key, the server is told by its place in the list only.
+                        {if s.url.is_empty() {
+                            view! { <span>{s.name}</span> }.into_any()
+                        } else {
+                            view! { <code>{s.url}</code> }.into_any()
+                        }}
                         <span>{format!(" {state}")}</span>
                         {s.queue_remaining.map(|q| format!(", {q} in queue"))}
                         {s.comfyui_version.map(|v| format!(", ComfyUI {v}"))}
@@ -224,7 +309,11 @@ fn details(o: BridgeOverview) -> impl IntoView {
         {(!health.workflows.unavailable.is_empty()).then(|| view! {
             <ul class="unavailable">
                 {health.workflows.unavailable.into_iter().map(|m| view! {
-                    <li><code>{m.model}</code>" cannot run: "{m.reasons.join("; ")}</li>
+                    <li><code>{m.model}</code>{if m.reasons.is_empty() {
+                        " cannot run now".to_string()
+                    } else {
+                        format!(" cannot run: {}", m.reasons.join("; "))
+                    }}</li>
                 }).collect_view()}
             </ul>
         })}

@@ -28,6 +28,9 @@ pub(super) struct EditForm {
     /// An uploaded mask file (object URL); when set it is sent instead of the painted one.
     pub mask_file: ArcRwSignal<Option<String>>,
     pub painted: ArcRwSignal<bool>,
+    /// The painting kept for when the page is back; see [`super::kept::EditState`].
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub painting: ArcRwSignal<Option<(String, String)>>,
     pub brush: ArcRwSignal<u32>,
     /// The last point of the stroke being drawn, in canvas pixels.
     pub stroke: ArcRwSignal<Option<(f64, f64)>>,
@@ -41,6 +44,38 @@ pub(super) struct EditForm {
     /// The connection panel's key, sent with the edit.
     #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
     pub api_key: ArcRwSignal<String>,
+}
+
+/// The form's fields as the edit sends them (files aside), and as the copied commands show
+/// them. Blank or unreadable: a random seed, the model's own strength, the automatic model.
+pub(super) fn fields(form: &EditForm) -> serde_json::Map<String, serde_json::Value> {
+    let mut fields = serde_json::Map::new();
+    fields.insert("prompt".into(), form.prompt.get_untracked().into());
+    fields.insert("size".into(), form.size.get_untracked().into());
+    fields.insert("n".into(), form.count.get_untracked().clamp(1, 4).into());
+    let model = form.model.get_untracked();
+    if !model.is_empty() {
+        fields.insert("model".into(), model.into());
+    }
+    if let Ok(seed) = form.seed.get_untracked().trim().parse::<u64>() {
+        fields.insert("seed".into(), seed.into());
+    }
+    if let Ok(strength) = form.strength.get_untracked().trim().parse::<f64>() {
+        fields.insert("strength".into(), strength.into());
+    }
+    fields
+}
+
+/// The edit as a command: the picture (and the mask, when there is one) as files beside it.
+fn call(form: &EditForm) -> super::snippets::Call {
+    let mut files = vec![("image", "image.png")];
+    if form.mask_file.with_untracked(Option::is_some) || form.painted.get_untracked() {
+        files.push(("mask", "mask.png"));
+    }
+    super::snippets::Call::Edit {
+        fields: fields(form),
+        files,
+    }
 }
 
 /// Only the bridge's own images may be opened by address (`/edit?image=/gallery/…`): the page
@@ -61,20 +96,32 @@ pub fn is_own_image(path: &str) -> bool {
 pub fn EditPage() -> impl IntoView {
     let query = leptos_router::hooks::use_query_map().get_untracked();
     let opened = query.get("image").filter(|p| is_own_image(p));
+    let asked_prompt = query.get("prompt");
+    let studio = super::kept::use_studio();
+    let kept = studio.edit.clone();
+    // An address naming an image opens it (with its prompt); without, the form is as it was
+    // left.
+    if opened.is_some() || asked_prompt.is_some() {
+        kept.prefilled.set(true);
+        kept.source
+            .set(opened.map(|url| Source { url, size: None }));
+        kept.prompt.set(asked_prompt.unwrap_or_default());
+    }
     let form = EditForm {
-        source: ArcRwSignal::new(opened.map(|url| Source { url, size: None })),
+        source: kept.source.clone(),
         problem: ArcRwSignal::new(None),
-        mask_file: ArcRwSignal::new(None),
+        mask_file: kept.mask_file.clone(),
         painted: ArcRwSignal::new(false),
-        brush: ArcRwSignal::new(40),
+        painting: kept.painting.clone(),
+        brush: kept.brush.clone(),
         stroke: ArcRwSignal::new(None),
         canvas: NodeRef::new(),
-        prompt: ArcRwSignal::new(query.get("prompt").unwrap_or_default()),
-        model: ArcRwSignal::new(String::new()),
-        size: ArcRwSignal::new("auto".into()),
-        count: ArcRwSignal::new(1),
-        seed: ArcRwSignal::new(String::new()),
-        strength: ArcRwSignal::new(String::new()),
+        prompt: kept.prompt.clone(),
+        model: kept.model.clone(),
+        size: kept.size.clone(),
+        count: kept.count.clone(),
+        seed: kept.seed.clone(),
+        strength: kept.strength.clone(),
         api_key: super::connection::use_connection().api_key,
     };
     let models = model_list();
@@ -91,12 +138,20 @@ pub fn EditPage() -> impl IntoView {
             }
         }
     });
-    let run = Run::new(form.seed.clone());
+    let run = kept.run.clone();
+    super::connection::use_connection().ask_for_key_on({
+        let error = run.error.clone();
+        move || error.with(Option::is_some)
+    });
+    let field = NodeRef::<html::Textarea>::new();
     let on_submit = {
         let (form, run) = (form.clone(), run.clone());
         move |ev: leptos::ev::SubmitEvent| {
             ev.prevent_default();
             if super::shortcuts::seed_problem(&form.seed.get_untracked()).is_none() {
+                if form.source.with_untracked(Option::is_some) {
+                    studio.remember(&form.prompt.get_untracked());
+                }
                 browser::submit(&form, &run);
             }
         }
@@ -108,7 +163,7 @@ pub fn EditPage() -> impl IntoView {
                 {picker(&form)}
                 {mask_tools(&form)}
                 <label>"Prompt"
-                    <textarea name="prompt" rows="2" required placeholder="what the edited image should show"
+                    <textarea name="prompt" rows="2" required placeholder="what the edited image should show" node_ref=field
                         prop:value={
                             let p = form.prompt.clone();
                             move || p.get()
@@ -118,8 +173,13 @@ pub fn EditPage() -> impl IntoView {
                             move |ev| p.set(event_target_value(&ev))
                         }></textarea>
                 </label>
+                {super::kept::prompt_history(form.prompt.clone(), field)}
                 {settings(&form, models)}
                 {run.actions("Edit", "Editing…")}
+                {super::snippets::copy_buttons({
+                    let form = form.clone();
+                    move || call(&form)
+                })}
             </form>
             {run.view()}
         </section>
@@ -177,7 +237,7 @@ fn picker(form: &EditForm) -> impl IntoView + use<> {
                 <canvas node_ref=canvas class="mask" aria-label="Mask: paint over the area to change"
                     on:pointerdown=move |ev| browser::stroke_start(&down, ev)
                     on:pointermove=move |ev| browser::stroke_move(&paint, ev)
-                    on:pointerup=move |_| up.stroke.set(None)
+                    on:pointerup=move |_| browser::stroke_end(&up)
                     on:pointercancel={
                         let f = form.clone();
                         move |_| f.stroke.set(None)
@@ -228,6 +288,7 @@ fn settings(
     let (model_in, model_sel, model_track) =
         (form.model.clone(), form.model.clone(), form.model.clone());
     let (size_in, size_out, size_sel) = (form.size.clone(), form.size.clone(), form.size.clone());
+    let size_kept = form.size.clone();
     let seed = form.seed.clone();
     let (strength_in, strength_out, strength_reset) = (
         form.strength.clone(),
@@ -271,7 +332,7 @@ fn settings(
                         Ok(list) => list.data.into_iter()
                             .filter(|m| matches!(m.kind, Some(ModelKind::Img2Img | ModelKind::Inpaint)))
                             .map(|m| {
-                                let selected = m.id == model_sel.get_untracked();
+                                let selected = m.id == model_sel.get();
                                 view! { <option value=m.id.clone() selected=selected>{m.id.clone()}</option> }
                             }).collect_view().into_any(),
                         Err(e) => view! { <option value="" disabled=true>{e}</option> }.into_any(),
@@ -287,9 +348,15 @@ fn settings(
                         let model = models_sizes.get().and_then(Result::ok)
                             .and_then(|l| l.data.into_iter().find(|m| m.id == id));
                         let groups = super::sizes::groups(model.as_ref().map_or(&[][..], |m| &m.sizes));
+                        // Options drawn after the value was set (a kept size, the list still
+                        // loading) say themselves which one is chosen.
+                        let current = size_kept.get_untracked();
                         groups.into_iter().map(|g| view! {
                             <optgroup label=g.label>
-                                {g.sizes.into_iter().map(|(value, label)| view! { <option value=value>{label}</option> }).collect_view()}
+                                {g.sizes.into_iter().map(|(value, label)| {
+                                    let selected = value == current;
+                                    view! { <option value=value selected=selected>{label}</option> }
+                                }).collect_view()}
                             </optgroup>
                         }).collect_view()
                     }}
@@ -328,6 +395,7 @@ mod browser {
     pub fn picture_unreadable(_: &EditForm) {}
     pub fn stroke_start(_: &EditForm, _: leptos::ev::PointerEvent) {}
     pub fn stroke_move(_: &EditForm, _: leptos::ev::PointerEvent) {}
+    pub fn stroke_end(_: &EditForm) {}
     pub fn clear_mask(_: &EditForm) {}
 }
 

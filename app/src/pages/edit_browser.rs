@@ -26,12 +26,9 @@ pub fn pick_source(form: &EditForm, ev: leptos::ev::Event) {
 }
 
 pub fn drop_source(form: &EditForm, ev: leptos::ev::DragEvent) {
+    // Whatever else was dropped, the browser must not open it in place of the page.
     ev.prevent_default();
-    let file = ev
-        .data_transfer()
-        .and_then(|d| d.files())
-        .and_then(|files| files.get(0));
-    if let Some(file) = file {
+    if let Some(file) = local_images::dropped_file(&ev) {
         use_file(form, file);
     }
 }
@@ -88,6 +85,49 @@ pub fn picture_loaded(form: &EditForm, ev: leptos::ev::Event) {
             s.size = Some((w, h));
         }
     });
+    // The page is back on the picture it was painting: the painting comes back too.
+    let shown = form
+        .source
+        .with_untracked(|s| s.as_ref().map(|s| s.url.clone()));
+    match form.painting.get_untracked() {
+        Some((on, painting)) if Some(&on) == shown.as_ref() => repaint(form, painting),
+        Some(_) => form.painting.set(None),
+        None => {}
+    }
+}
+
+fn repaint(form: &EditForm, painting: String) {
+    let Ok(img) = web_sys::HtmlImageElement::new() else {
+        return;
+    };
+    let form = form.clone();
+    let loaded = img.clone();
+    let onload = Closure::once_into_js(move || {
+        if let Some(canvas) = form.canvas.get_untracked()
+            && let Some(ctx) = context(&canvas)
+            && ctx
+                .draw_image_with_html_image_element(&loaded, 0.0, 0.0)
+                .is_ok()
+        {
+            form.painted.set(true);
+        }
+    });
+    img.set_onload(Some(onload.unchecked_ref()));
+    img.set_src(&painting);
+}
+
+/// A stroke is done: the painting is kept, for when the page is left and comes back.
+pub fn stroke_end(form: &EditForm) {
+    form.stroke.set(None);
+    let Some(canvas) = form.canvas.get_untracked() else {
+        return;
+    };
+    let shown = form
+        .source
+        .with_untracked(|s| s.as_ref().map(|s| s.url.clone()));
+    if let (Some(on), Ok(painting)) = (shown, canvas.to_data_url()) {
+        form.painting.set(Some((on, painting)));
+    }
 }
 
 /// A file that calls itself an image but is none, or an address that no longer serves one: the
@@ -166,6 +206,7 @@ pub fn clear_mask(form: &EditForm) {
         ctx.clear_rect(0.0, 0.0, canvas.width() as f64, canvas.height() as f64);
     }
     form.painted.set(false);
+    form.painting.set(None);
 }
 
 /// Reads the files and sends the edit as a multipart form, streamed like a generation.
@@ -208,27 +249,22 @@ async fn build(form: &EditForm, source: &str) -> Result<(FormData, u32), String>
         append_file(&body, "mask", &mask)?;
     }
     let images = form.count.get_untracked().clamp(1, 4);
-    let mut fields = vec![
-        ("prompt", form.prompt.get_untracked()),
-        ("size", form.size.get_untracked()),
-        ("n", images.to_string()),
-        ("stream", "true".into()),
-        ("partial_images", "2".into()),
-        ("stream_progress", "true".into()),
-    ];
-    let model = form.model.get_untracked();
-    if !model.is_empty() {
-        fields.push(("model", model));
-    }
-    // Blank or unreadable: a random seed, the model's own strength.
-    if let Ok(seed) = form.seed.get_untracked().trim().parse::<u64>() {
-        fields.push(("seed", seed.to_string()));
-    }
-    if let Ok(strength) = form.strength.get_untracked().trim().parse::<f64>() {
-        fields.push(("strength", strength.to_string()));
+    let mut fields: Vec<(String, String)> = super::fields(form)
+        .into_iter()
+        .map(|(name, value)| match value {
+            serde_json::Value::String(s) => (name, s),
+            other => (name, other.to_string()),
+        })
+        .collect();
+    for (name, value) in [
+        ("stream", "true"),
+        ("partial_images", "2"),
+        ("stream_progress", "true"),
+    ] {
+        fields.push((name.into(), value.into()));
     }
     for (name, value) in fields {
-        body.append_with_str(name, &value)
+        body.append_with_str(&name, &value)
             .map_err(|_| "the form could not be built")?;
     }
     Ok((body, images))

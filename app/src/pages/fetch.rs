@@ -34,6 +34,14 @@ async fn fetch_models(api_key: &str) -> Result<ModelList, String> {
         req = req.header("Authorization", &format!("Bearer {api_key}"));
     }
     let resp = req.send().await.map_err(|e| e.to_string())?;
+    // The menu's one line says what is missing, short; the panel says the rest.
+    if resp.status() == 401 {
+        return Err(if api_key.trim().is_empty() {
+            "Enter the API key to list the models".into()
+        } else {
+            "The API key was not accepted".into()
+        });
+    }
     read_json(resp).await
 }
 

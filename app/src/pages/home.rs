@@ -1,6 +1,6 @@
 use leptos::prelude::*;
 
-use super::{connection::use_connection, fetch::model_list, results::Run, stream::Body};
+use super::{connection::use_connection, fetch::model_list, stream::Body};
 use crate::api::{
     images::ImageGenerationRequest,
     models::{ModelInputs, ModelKind, ModelList},
@@ -22,6 +22,8 @@ struct Prefill {
     cfg: String,
     sampler: String,
     scheduler: String,
+    /// Whether the address named any setting.
+    given: bool,
 }
 
 #[component]
@@ -38,6 +40,19 @@ pub fn HomePage() -> impl IntoView {
         cfg: param("cfg"),
         sampler: param("sampler"),
         scheduler: param("scheduler"),
+        given: [
+            "prompt",
+            "negative_prompt",
+            "model",
+            "size",
+            "seed",
+            "steps",
+            "cfg",
+            "sampler",
+            "scheduler",
+        ]
+        .iter()
+        .any(|k| query.get(k).is_some()),
     };
     view! { <Generator prefill/> }
 }
@@ -46,9 +61,25 @@ pub fn HomePage() -> impl IntoView {
 fn Generator(prefill: Prefill) -> impl IntoView {
     let models = model_list();
     let connection = use_connection();
-    let prompt = ArcRwSignal::new(prefill.prompt);
-    let negative = ArcRwSignal::new(prefill.negative_prompt);
-    let model = ArcRwSignal::new(prefill.model.unwrap_or_default());
+    let studio = super::kept::use_studio();
+    let kept = studio.generate.clone();
+    // An address with settings fills the form with them alone; without, the form is as it was
+    // left.
+    if prefill.given {
+        kept.prefilled.set(true);
+        kept.prompt.set(prefill.prompt);
+        kept.negative.set(prefill.negative_prompt);
+        kept.model.set(prefill.model.unwrap_or_default());
+        kept.size.set(prefill.size.unwrap_or_else(|| "auto".into()));
+        kept.seed.set(prefill.seed);
+        kept.steps.set(prefill.steps);
+        kept.cfg.set(prefill.cfg);
+        kept.sampler.set(prefill.sampler);
+        kept.scheduler.set(prefill.scheduler);
+    }
+    let prompt = kept.prompt.clone();
+    let negative = kept.negative.clone();
+    let model = kept.model.clone();
     let notice = ArcRwSignal::new(None::<String>);
     // The model shown is the model sent. With none asked for, the form says "Default model" (and
     // sends none) until the bridge's default is known, then shows that. One Generate does not
@@ -84,13 +115,13 @@ fn Generator(prefill: Prefill) -> impl IntoView {
             }
         }
     });
-    let size = ArcRwSignal::new(prefill.size.unwrap_or_else(|| "auto".into()));
-    let count = ArcRwSignal::new(1u32);
-    let seed = ArcRwSignal::new(prefill.seed);
-    let steps = ArcRwSignal::new(prefill.steps);
-    let cfg = ArcRwSignal::new(prefill.cfg);
-    let sampler = ArcRwSignal::new(prefill.sampler);
-    let scheduler = ArcRwSignal::new(prefill.scheduler);
+    let size = kept.size.clone();
+    let count = kept.count.clone();
+    let seed = kept.seed.clone();
+    let steps = kept.steps.clone();
+    let cfg = kept.cfg.clone();
+    let sampler = kept.sampler.clone();
+    let scheduler = kept.scheduler.clone();
     let advanced_open = [&steps, &cfg, &sampler, &scheduler]
         .iter()
         .any(|s| !s.get_untracked().is_empty());
@@ -100,7 +131,12 @@ fn Generator(prefill: Prefill) -> impl IntoView {
         Signal::derive(move || inputs_of(&models.get(), &model.get()))
     };
     let api_key = connection.api_key.clone();
-    let run = Run::new(seed.clone());
+    let run = kept.run.clone();
+    connection.ask_for_key_on({
+        let error = run.error.clone();
+        move || error.with(Option::is_some)
+    });
+    let field = NodeRef::<leptos::html::Textarea>::new();
     let fields = Fields {
         prompt: prompt.clone(),
         negative: negative.clone(),
@@ -124,22 +160,20 @@ fn Generator(prefill: Prefill) -> impl IntoView {
     let (steps_in, cfg_in, steps_out, cfg_out) =
         (steps.clone(), cfg.clone(), steps.clone(), cfg.clone());
     let (negative_in, negative_out, seed_in) = (negative.clone(), negative.clone(), seed.clone());
-    let on_submit = {
-        let run = run.clone();
+    // What the form asks for, as sent and as the copied commands show it.
+    let request_of = {
+        let (prompt, model, size, count) =
+            (prompt.clone(), model.clone(), size.clone(), count.clone());
+        let (negative, seed) = (negative.clone(), seed.clone());
         let (sampler, scheduler) = (sampler.clone(), scheduler.clone());
-        move |ev: leptos::ev::SubmitEvent| {
-            ev.prevent_default();
-            // A seed that is not one is said under the field, never replaced by a random one.
-            if super::shortcuts::seed_problem(&seed.get_untracked()).is_some() {
-                return;
-            }
+        move || {
             // Fields the model does not take stay unsent, whatever they hold from another model.
             let takes = inputs.get_untracked();
             let given = |taken: fn(&ModelInputs) -> bool, value: String| {
                 let taken = takes.as_ref().is_none_or(taken);
                 Some(value).filter(|v| taken && !v.trim().is_empty())
             };
-            let request = ImageGenerationRequest {
+            ImageGenerationRequest {
                 prompt: prompt.get_untracked(),
                 model: Some(model.get_untracked()).filter(|m| !m.is_empty()),
                 size: Some(size.get_untracked()),
@@ -158,8 +192,24 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                 partial_images: Some(2),
                 stream_progress: Some(true),
                 ..Default::default()
-            };
+            }
+        }
+    };
+    let call = {
+        let request_of = request_of.clone();
+        move || super::snippets::Call::generate(&request_of())
+    };
+    let on_submit = {
+        let run = run.clone();
+        move |ev: leptos::ev::SubmitEvent| {
+            ev.prevent_default();
+            // A seed that is not one is said under the field, never replaced by a random one.
+            if super::shortcuts::seed_problem(&seed.get_untracked()).is_some() {
+                return;
+            }
+            let request = request_of();
             let (images, shown) = (request.n.unwrap_or(1), request.prompt.clone());
+            studio.remember(&shown);
             super::results::start(
                 &run,
                 Body::Generate(Box::new(request)),
@@ -180,10 +230,11 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                     {move || notice.get()}
                 </p>
                 <label>"Prompt"
-                    <textarea name="prompt" rows="3" required
+                    <textarea name="prompt" rows="3" required node_ref=field
                         prop:value=move || prompt_out.get()
                         on:input=move |ev| prompt_in.set(event_target_value(&ev))></textarea>
                 </label>
+                {super::kept::prompt_history(kept.prompt.clone(), field)}
                 <Show when=move || takes(inputs.get(), |i| i.negative_prompt.is_some())>
                     <label>"Negative prompt"
                         <input name="negative_prompt"
@@ -307,6 +358,7 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                     </p>
                 </details>
                 {run.actions("Generate", "Generating…")}
+                {super::snippets::copy_buttons(call)}
             </form>
             {run.view()}
         </section>

@@ -11,12 +11,7 @@ pub fn listen_for_paste(fields: &Fields) {
 }
 
 pub fn drop_image(fields: &Fields, ev: leptos::ev::DragEvent) {
-    let file = ev
-        .data_transfer()
-        .and_then(|d| d.files())
-        .and_then(|files| files.get(0));
-    if let Some(file) = file {
-        ev.prevent_default();
+    if let Some(file) = super::super::local_images::dropped_file(&ev) {
         read(fields.clone(), file);
     }
 }

@@ -25,6 +25,17 @@ pub fn on_pasted_file(use_file: impl Fn(web_sys::File) + 'static) {
     leptos::prelude::on_cleanup(move || handle.remove());
 }
 
+/// The first file of a drop, which the page takes over from the browser (that would open it
+/// in place of the page).
+pub fn dropped_file(ev: &leptos::ev::DragEvent) -> Option<web_sys::File> {
+    let file = ev
+        .data_transfer()
+        .and_then(|d| d.files())
+        .and_then(|files| files.get(0))?;
+    ev.prevent_default();
+    Some(file)
+}
+
 /// The picture behind an object URL, a `data:` URL or a path of this server.
 pub async fn fetch_blob(url: &str) -> Result<Blob, String> {
     let unreadable = |_| String::from("The image could not be read.");

@@ -62,6 +62,42 @@ impl Run {
         }
     }
 
+    /// The prompt and the images (with their seeds) of the latest run once it has stopped;
+    /// `None` while one runs. Tracked, so the page's state is kept again after each run.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub(super) fn finished(&self) -> Option<(String, Finished)> {
+        if self.running.get() {
+            return None;
+        }
+        let images = self.slots.with(|all| {
+            all.iter()
+                .filter_map(|s| Some((s.image.get()?, s.seed.get())))
+                .collect()
+        });
+        Some((self.prompt.get(), images))
+    }
+
+    /// Shows images kept from an earlier visit as a finished run, unless a run has started since.
+    #[cfg_attr(not(feature = "hydrate"), allow(dead_code))]
+    pub(super) fn restore(&self, prompt: String, images: Finished) {
+        if self.running.get_untracked() || self.slots.with_untracked(|s| !s.is_empty()) {
+            return;
+        }
+        let slots = images
+            .into_iter()
+            .map(|(src, seed)| {
+                let slot = Slot::new();
+                slot.image.set(Some(src));
+                slot.seed.set(seed);
+                slot.status.set("Done".into());
+                slot.step.set(Some((1, 1)));
+                slot
+            })
+            .collect();
+        self.prompt.set(prompt);
+        self.slots.set(slots);
+    }
+
     /// Stops the running request: dropping the sender is enough, the request sees it and aborts.
     pub(super) fn cancel(&self) {
         self.cancel.set(None);
@@ -123,6 +159,9 @@ impl Run {
         }
     }
 }
+
+/// A run's finished images, each with its seed.
+pub(super) type Finished = Vec<(String, Option<u64>)>;
 
 /// Dropping it (or sending on it) stops the running request.
 #[cfg(feature = "hydrate")]
@@ -375,7 +414,11 @@ pub(super) fn count_and_seed(
     let problem = move || seed_check.with(|s| super::shortcuts::seed_problem(s));
     view! {
         <label>"Images"
-            <select name="n" on:change=move |ev| count.set(event_target_value(&ev).parse().unwrap_or(1))>
+            <select name="n" prop:value={
+                    let count = count.clone();
+                    move || count.get().to_string()
+                }
+                on:change=move |ev| count.set(event_target_value(&ev).parse().unwrap_or(1))>
                 {(1..=4).map(|i| view! { <option value=i.to_string()>{i}</option> }).collect_view()}
             </select>
         </label>

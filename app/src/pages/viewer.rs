@@ -279,8 +279,9 @@ mod browser;
 mod browser {
     use leptos::{html, prelude::*};
 
+    // Not a unit struct: the hydrated build's is built with `default()` too.
     #[derive(Clone, Default)]
-    pub struct Opener;
+    pub struct Opener(());
 
     impl Opener {
         pub fn remember(&self, _: &leptos::ev::MouseEvent) {}

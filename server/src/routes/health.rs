@@ -1,17 +1,34 @@
 use axum::{
     Json,
     extract::State,
+    http::HeaderMap,
     response::{IntoResponse, Response},
 };
 use serde_json::json;
 
-use crate::{error::ApiError, extract::ApiPath, health, jobs::Jobs, models::Models};
+use crate::{
+    auth::{Auth, presented},
+    error::ApiError,
+    extract::ApiPath,
+    health,
+    jobs::Jobs,
+    models::Models,
+};
 
 /// 200 when at least one ComfyUI answers and workflows are loaded, else 503 with
 /// `Retry-After`. Either way the body is the report, with the reason in `error` when
-/// unavailable.
-pub async fn health(State(jobs): State<Jobs>, State(models): State<Models>) -> Response {
-    let (report, problem) = health::check(&jobs, &models).await;
+/// unavailable. It stays open for load balancers and monitors; where the server needs a key,
+/// only callers with one see where the ComfyUI servers are.
+pub async fn health(
+    State(jobs): State<Jobs>,
+    State(models): State<Models>,
+    State(auth): State<Auth>,
+    headers: HeaderMap,
+) -> Response {
+    let (mut report, problem) = health::check(&jobs, &models).await;
+    if !auth.accepts(presented(&headers)) {
+        report = report.without_internals();
+    }
     let Some(problem) = problem else {
         return Json(report).into_response();
     };
