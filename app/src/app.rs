@@ -11,6 +11,7 @@ use crate::pages::{
     edit::EditPage,
     gallery::GalleryView,
     home::HomePage,
+    jobs::JobsPanel,
     kept::provide_studio,
     viewer::provide_handoff,
 };
@@ -57,6 +58,7 @@ pub fn App() -> impl IntoView {
                 </nav>
                 <ConnectionPanel/>
             </header>
+            <JobsPanel/>
             <main id="main" tabindex="-1">
                 <DemoBanner/>
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>

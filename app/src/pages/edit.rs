@@ -4,20 +4,16 @@
 
 use leptos::{html, prelude::*};
 
-use super::{fetch::model_list, results::Run};
+use super::{
+    fetch::model_list,
+    kept::{Source, is_own_image},
+    results::Run,
+};
 use crate::api::models::{ModelKind, ModelList};
 
 /// Brush diameters offered, in screen pixels.
 const BRUSH_MIN: u32 = 8;
 const BRUSH_MAX: u32 = 160;
-
-/// Where the picture being edited comes from, and its size once the browser has read it.
-#[derive(Clone, Debug, PartialEq)]
-pub(super) struct Source {
-    /// An object URL of a local file, or a path of an image this bridge serves.
-    pub url: String,
-    pub size: Option<(u32, u32)>,
-}
 
 /// Everything the form holds; reference-counted so the browser-only handlers can share it.
 #[derive(Clone)]
@@ -76,20 +72,6 @@ fn call(form: &EditForm) -> super::snippets::Call {
         fields: fields(form),
         files,
     }
-}
-
-/// Only the bridge's own images may be opened by address (`/edit?image=/gallery/…`): the page
-/// never fetches a URL someone else chose.
-pub fn is_own_image(path: &str) -> bool {
-    let name = path
-        .strip_prefix("/gallery/")
-        .or_else(|| path.strip_prefix("/images/"));
-    name.is_some_and(|n| {
-        !n.is_empty()
-            && n.bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
-            && !n.contains("..")
-    })
 }
 
 #[component]
@@ -157,7 +139,7 @@ pub fn EditPage() -> impl IntoView {
         }
     };
     view! {
-        <section class="card">
+        <section class="card studio">
             <h2>"Edit"</h2>
             <form on:submit=on_submit class="generate edit" on:keydown=super::shortcuts::submit_on_ctrl_enter>
                 {picker(&form)}
@@ -181,7 +163,7 @@ pub fn EditPage() -> impl IntoView {
                     move || call(&form)
                 })}
             </form>
-            {run.view()}
+            <div class="outcome">{run.view()}</div>
         </section>
     }
 }
@@ -397,28 +379,4 @@ mod browser {
     pub fn stroke_move(_: &EditForm, _: leptos::ev::PointerEvent) {}
     pub fn stroke_end(_: &EditForm) {}
     pub fn clear_mask(_: &EditForm) {}
-}
-
-#[cfg(test)]
-mod tests {
-    use super::is_own_image;
-
-    #[test]
-    fn only_the_bridges_own_images_open_by_address() {
-        assert!(is_own_image(
-            "/gallery/0193a7e2-4c1d-7f00-8000-000000000000.png"
-        ));
-        assert!(is_own_image("/images/abc_DEF-1.webp"));
-        for other in [
-            "https://example.com/a.png",
-            "//example.com/a.png",
-            "/gallery/",
-            "/gallery/../config",
-            "/gallery/a/b.png",
-            "/other/a.png",
-            "javascript:alert(1)",
-        ] {
-            assert!(!is_own_image(other), "{other}");
-        }
-    }
 }

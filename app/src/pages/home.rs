@@ -220,7 +220,7 @@ fn Generator(prefill: Prefill) -> impl IntoView {
         }
     };
     view! {
-        <section class="card">
+        <section class="card studio">
             <h2>"Generate"</h2>
             <form on:submit=on_submit class="generate" on:keydown=super::shortcuts::submit_on_ctrl_enter
                 on:dragover=|ev: leptos::ev::DragEvent| ev.prevent_default()
@@ -360,7 +360,7 @@ fn Generator(prefill: Prefill) -> impl IntoView {
                 {run.actions("Generate", "Generating…")}
                 {super::snippets::copy_buttons(call)}
             </form>
-            {run.view()}
+            <div class="outcome">{run.view()}</div>
         </section>
     }
 }

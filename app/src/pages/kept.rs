@@ -9,7 +9,29 @@
 use leptos::{html, prelude::*};
 use serde::{Deserialize, Serialize};
 
-use super::{edit::Source, results::Run};
+use super::results::Run;
+
+/// Where the picture being edited comes from, and its size once the browser has read it.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Source {
+    /// An object URL of a local file, or a path of an image this bridge serves.
+    pub url: String,
+    pub size: Option<(u32, u32)>,
+}
+
+/// Only the bridge's own images may be opened by address (`/edit?image=/gallery/…`): the page
+/// never fetches a URL someone else chose.
+pub(super) fn is_own_image(path: &str) -> bool {
+    let name = path
+        .strip_prefix("/gallery/")
+        .or_else(|| path.strip_prefix("/images/"));
+    name.is_some_and(|n| {
+        !n.is_empty()
+            && n.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && !n.contains("..")
+    })
+}
 
 /// How many prompts the history offers.
 const HISTORY_LEN: usize = 20;
@@ -226,6 +248,25 @@ mod browser;
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_the_bridges_own_images_open_by_address() {
+        assert!(is_own_image(
+            "/gallery/0193a7e2-4c1d-7f00-8000-000000000000.png"
+        ));
+        assert!(is_own_image("/images/abc_DEF-1.webp"));
+        for other in [
+            "https://example.com/a.png",
+            "//example.com/a.png",
+            "/gallery/",
+            "/gallery/../config",
+            "/gallery/a/b.png",
+            "/other/a.png",
+            "javascript:alert(1)",
+        ] {
+            assert!(!is_own_image(other), "{other}");
+        }
+    }
 
     #[test]
     fn the_history_keeps_the_latest_twenty_once_each() {

@@ -5,10 +5,11 @@ use std::{cell::RefCell, rc::Rc};
 use leptos::prelude::*;
 use serde::{Serialize, de::DeserializeOwned};
 
+use super::is_own_image;
 use super::{
     EditFields, EditState, GenerateFields, GenerateState, KeptPicture, KeptResults, Studio,
 };
-use crate::pages::{edit::is_own_image, local_images, results::Run};
+use crate::pages::{local_images, results::Run};
 
 const GENERATE_FORM: &str = "comfyui-bridge.generate.form";
 const GENERATE_RESULTS: &str = "comfyui-bridge.generate.results";

@@ -5,6 +5,7 @@ pub mod edit;
 mod fetch;
 pub mod gallery;
 pub mod home;
+pub mod jobs;
 pub(crate) mod kept;
 mod key;
 #[cfg(feature = "hydrate")]

@@ -98,6 +98,36 @@ impl Run {
         self.slots.set(slots);
     }
 
+    /// Whether a request runs now (tracked).
+    pub(super) fn is_running(&self) -> bool {
+        self.running.get()
+    }
+
+    /// The prompt of the run, as the jobs panel names it (tracked).
+    pub(super) fn prompt(&self) -> String {
+        self.prompt.get()
+    }
+
+    /// Where the run stands in a few words, for the jobs panel (tracked): the image being made
+    /// (or the first still waiting), and how many are done when there are several.
+    pub(super) fn progress(&self) -> String {
+        self.slots.with(|all| {
+            let waiting = |s: &&Slot| s.image.with(Option::is_none);
+            let now = all
+                .iter()
+                .filter(waiting)
+                .find(|s| s.step.with(Option::is_some))
+                .or_else(|| all.iter().find(waiting))
+                .map(|s| s.status.get());
+            let done = all.len() - all.iter().filter(waiting).count();
+            match now {
+                Some(now) if all.len() > 1 => format!("{done} of {} done · {now}", all.len()),
+                Some(now) => now,
+                None => "Finishing".into(),
+            }
+        })
+    }
+
     /// Stops the running request: dropping the sender is enough, the request sees it and aborts.
     pub(super) fn cancel(&self) {
         self.cancel.set(None);
@@ -129,6 +159,7 @@ impl Run {
     /// The error and the frames, below a page's form, and the viewer their images open in.
     pub(super) fn view(&self) -> impl IntoView + use<> {
         let (error, slots, shown) = (self.error.clone(), self.slots.clone(), self.prompt.clone());
+        let empty = self.slots.clone();
         let (seed_field, said, viewer) = (
             self.seed_field.clone(),
             self.said.clone(),
@@ -144,6 +175,9 @@ impl Run {
         view! {
             {move || error.get().map(|e| view! { <p class="error" role="alert">{e}</p> })}
             <p class="visually-hidden" aria-live="polite">{move || said.get()}</p>
+            <p class="muted no-results" hidden=move || !empty.with(Vec::is_empty)>
+                "The images appear here as they are made."
+            </p>
             <div class="results">
                 {
                     let viewer = viewer.clone();
