@@ -88,7 +88,7 @@ test("cancel stops the job in ComfyUI", async ({ page, request }) => {
   await startLongJob(page);
 
   await expect(page.locator(".results .status")).toContainText(/Step \d+ of 200/, { timeout: 15_000 });
-  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.getByRole("button", { name: "Cancel", exact: true }).click();
   await expect(page.locator(".results .status")).toHaveText("Cancelled");
   await expect(page.getByRole("button", { name: "Generate" })).toBeEnabled();
   await expect(page.locator(".results img.final")).toHaveCount(0);
@@ -126,7 +126,7 @@ test("the connection panel shows each server and its queue, kept fresh", async (
   await startLongJob(page);
   await expect(panel.locator("summary")).toHaveText("ComfyUI ok · queue 1", { timeout: 12_000 });
   await expect(panel.locator(".servers li")).toContainText("1 in queue");
-  await page.getByRole("button", { name: "Cancel" }).click();
+  await page.getByRole("button", { name: "Cancel", exact: true }).click();
   await expect(panel.locator("summary")).toHaveText("ComfyUI ok · queue 0", { timeout: 12_000 });
 });
 

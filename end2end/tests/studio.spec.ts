@@ -47,7 +47,7 @@ test("Generate's form and results survive leaving the page mid-run, and a reload
   // Away while it runs, and back: the run went on, and the form is as it was left.
   await page.getByRole("link", { name: "Gallery" }).click();
   await expect(page.getByRole("heading", { name: "Gallery" })).toBeVisible();
-  await page.getByRole("link", { name: "Generate" }).click();
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Generate" }).click();
   await expectGenerateForm(page, prompt);
   await expectImagesLoaded(page, 2);
   const seeds = await shownSeeds(page);
@@ -104,7 +104,7 @@ test("Edit's picture, form and results survive a page change and a reload", asyn
   const before = await painted();
   expect(before).toBeGreaterThan(100);
   await page.getByRole("link", { name: "Chat" }).click();
-  await page.getByRole("link", { name: "Edit" }).click();
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Edit" }).click();
   await expectKept();
   await expect(page.getByRole("button", { name: "Clear mask" })).toBeEnabled();
   await expect.poll(painted).toBe(before);
