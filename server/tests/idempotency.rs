@@ -161,3 +161,98 @@ async fn a_failed_job_is_not_kept_so_a_retry_runs_it_again() {
     assert_eq!(status, 200, "{made}");
     assert_eq!(h.sim.sim.submitted().len(), 2);
 }
+
+/// A generation as an OpenAI SDK sends it: without a key, with the attempt's number.
+async fn send_attempt(h: &Harness, attempt: u32, body: &Value) -> (u16, Value) {
+    let res = h
+        .http
+        .post(format!("{}/v1/images/generations", h.url))
+        .header("x-stainless-retry-count", attempt.to_string())
+        .json(body)
+        .send()
+        .await
+        .unwrap();
+    read(res).await
+}
+
+#[tokio::test]
+async fn an_sdk_retry_without_a_key_gets_the_images_of_its_first_attempt() {
+    let h = start_full(slow_sim(Duration::from_millis(20)), |_| {}).await;
+    let body = json!({"model": MODEL, "prompt": "timed out", "size": "64x64", "n": 2});
+
+    // The first attempt times out on the client's side while the job runs...
+    let gave_up = h
+        .http
+        .post(format!("{}/v1/images/generations", h.url))
+        .header("x-stainless-retry-count", "0")
+        .timeout(Duration::from_millis(150))
+        .json(&body)
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the job outlasts the client's patience");
+    // ...and its retry waits for that job instead of queueing the work again.
+    let (status, first) = send_attempt(&h, 1, &body).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(h.sim.sim.submitted().len(), 2, "two images, made once");
+    let (status, again) = send_attempt(&h, 2, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(returned_images(&again), returned_images(&first));
+    assert_eq!(h.sim.sim.submitted().len(), 2);
+
+    // A new call of the same request is a first attempt: it runs, and its retry gets its images.
+    let (status, second) = send_attempt(&h, 0, &body).await;
+    assert_eq!(status, 200);
+    assert_ne!(returned_images(&second), returned_images(&first));
+    assert_eq!(h.sim.sim.submitted().len(), 4);
+    let (status, retried) = send_attempt(&h, 1, &body).await;
+    assert_eq!(status, 200);
+    assert_eq!(returned_images(&retried), returned_images(&second));
+    assert_eq!(h.sim.sim.submitted().len(), 4);
+
+    // A retry of another request has no first attempt to find: it runs.
+    let other = json!({"model": MODEL, "prompt": "never sent before", "size": "64x64"});
+    let (status, _) = send_attempt(&h, 1, &other).await;
+    assert_eq!(status, 200);
+    assert_eq!(h.sim.sim.submitted().len(), 5);
+}
+
+#[tokio::test]
+async fn an_sdk_retry_belongs_to_its_credentials_and_follows_a_failure_with_a_new_run() {
+    let h = start_with(|c| c.api_key = vec!["sk-a".into(), "sk-b".into()]).await;
+    let body = json!({"model": MODEL, "prompt": "mine", "size": "64x64"});
+    let attempt = |api_key: &'static str, count: u32| {
+        h.http
+            .post(format!("{}/v1/images/generations", h.url))
+            .bearer_auth(api_key)
+            .header("x-stainless-retry-count", count.to_string())
+            .json(&body)
+            .send()
+    };
+    let (status, a) = read(attempt("sk-a", 0).await.unwrap()).await;
+    assert_eq!(status, 200, "{a}");
+    let (status, b) = read(attempt("sk-b", 1).await.unwrap()).await;
+    assert_eq!(status, 200, "{b}");
+    assert_ne!(
+        returned_images(&a),
+        returned_images(&b),
+        "another API key's retry never gets these images"
+    );
+    assert_eq!(h.sim.sim.submitted().len(), 2);
+
+    // A first attempt that fails leaves nothing to attach to: its retry runs the job again.
+    h.sim.sim.fail_next_execution(None);
+    let fresh = json!({"model": MODEL, "prompt": "fails once", "size": "64x64"});
+    let send = |count: u32| {
+        h.http
+            .post(format!("{}/v1/images/generations", h.url))
+            .bearer_auth("sk-a")
+            .header("x-stainless-retry-count", count.to_string())
+            .json(&fresh)
+            .send()
+    };
+    let (status, failed) = read(send(0).await.unwrap()).await;
+    assert!(status >= 500, "{status} {failed}");
+    let (status, made) = read(send(1).await.unwrap()).await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(h.sim.sim.submitted().len(), 4);
+}

@@ -85,3 +85,32 @@ def test_a_chat_stream_is_retried_when_comfyui_is_down(bridge_without_comfyui):
         list(stream)
     assert failure.value.status_code == 503
     assert sent == ["/v1/chat/completions"] * 2, "the SDK sent it again"
+
+
+def test_a_timed_out_call_is_retried_onto_the_job_already_running():
+    """The SDK gives up after its timeout and sends the request again, without any key of the
+    caller's: the retry must wait for the job its first attempt started. Were each attempt a new
+    job, each would time out in turn and the call would fail."""
+    from support import BASE_URL
+
+    settings = dict(model="sdxl", size="512x512", response_format="b64_json")
+    extra = {"steps": 6}
+    patient = openai.OpenAI(base_url=f"{BASE_URL}/v1", api_key="sk-anything", max_retries=0)
+    started = time.monotonic()
+    patient.images.generate(prompt="how long a job takes", extra_body=extra, **settings)
+    took = time.monotonic() - started
+
+    sent = []
+    hasty = openai.OpenAI(
+        base_url=f"{BASE_URL}/v1",
+        api_key="sk-anything",
+        # Each attempt gives up well before the job can end.
+        timeout=took / 3,
+        max_retries=2,
+        http_client=httpx.Client(
+            event_hooks={"request": [lambda request: sent.append(request.headers.get("x-stainless-retry-count"))]}
+        ),
+    )
+    result = hasty.images.generate(prompt=f"a lighthouse {time.time()}", extra_body=extra, **settings)
+    assert result.data[0].b64_json
+    assert sent[0] == "0" and len(sent) >= 2, f"the first attempt timed out: {sent}"

@@ -59,9 +59,9 @@ impl Delivery {
     }
 
     /// Runs an image request's job and answers with its images: one `ImagesResponse`, or a
-    /// stream of image events. With `once` (an `Idempotency-Key`), the job is run once for
-    /// every request that sends the key, on any bridge of the database; streams are not
-    /// re-attached, and run each time.
+    /// stream of image events. With `once` (an `Idempotency-Key`, or an SDK's attempt), the
+    /// job is run once for every request that sends the key (or retries the attempt), on any
+    /// bridge of the database; streams are not re-attached, and run each time.
     pub async fn images(
         &self,
         jobs: &Jobs,

@@ -10,7 +10,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
 
-use super::{Durable, Ledger, Once, hex, internal};
+use super::{Durable, Ledger, Once, Resolved, hex, internal};
 use crate::{error::ApiError, objects::now_ms};
 
 /// What makes a request an async job: who made it, and where its outcome goes.
@@ -109,14 +109,17 @@ impl Ledger {
                 .map_err(ApiError::storage)?;
         }
         let now = now_ms();
-        let (key, fingerprint) = match once {
-            Some(once) => (once.key.0.clone(), once.fingerprint.0.clone()),
-            None => (format!("async:{id}"), String::new()),
+        let (key, retry_key, fingerprint) = match once {
+            Some(once) => {
+                let Resolved { key, retry_key } = self.resolve(once).await.map_err(internal)?;
+                (key, retry_key, once.fingerprint.0.clone())
+            }
+            None => (format!("async:{id}"), None, String::new()),
         };
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, idempotency_key, fingerprint, state, owner, lease_until, \
-             created_at, seeds, is_async, scope, webhook_url, request) \
-             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, $10, $11) \
+             created_at, seeds, is_async, scope, webhook_url, request, retry_key) \
+             VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8, $9, $10, $11, $12) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(&id)
@@ -130,6 +133,7 @@ impl Ledger {
         .bind(&later.scope.0)
         .bind(&later.webhook_url)
         .bind(&request)
+        .bind(&retry_key)
         .execute(self.0.db.pool())
         .await
         .map_err(|e| internal(e.into()))?;

@@ -2,6 +2,8 @@
 //! database: the first bridge to insert it runs the job, detached from the request, so a client
 //! that times out and retries finds it still running; every later request with that key, on any
 //! bridge, waits for it and gets the same images. The same key with another request is refused.
+//! An OpenAI SDK's retry (`x-stainless-retry-count` above 0) without a key finds the job of its
+//! first attempt the same way: by its credentials and request, within [`RETRY_WINDOW`].
 
 mod kept;
 mod later;
@@ -25,6 +27,14 @@ use crate::{
 
 /// How long finished jobs are kept for retries to find.
 const KEPT_FOR: Duration = Duration::from_secs(24 * 3600);
+
+/// How long an SDK's retry finds its first attempt's job. The SDKs retry twice, each time after
+/// their timeout (10 minutes by default) or an error; a job of the bridge's own ends within
+/// `GENERATION_TIMEOUT_SECS` (10 minutes by default).
+pub const RETRY_WINDOW: Duration = Duration::from_secs(30 * 60);
+
+/// How often old jobs are swept away.
+const SWEEP_EVERY: Duration = Duration::from_secs(5 * 60);
 
 #[derive(Clone)]
 pub struct Ledger(Arc<Inner>);
@@ -50,11 +60,56 @@ pub struct IdempotencyKey(String);
 /// Longest key accepted; clients send UUIDs or similar.
 const MAX_KEY_LEN: usize = 255;
 
-/// A request's key and what it asked: the request is run once for all who send both.
+/// A request's way back to its job, and what it asked: the request is run once for all who
+/// send both.
 #[derive(Debug, Clone)]
 pub struct Once {
-    pub key: IdempotencyKey,
+    pub attach: Attach,
     pub fingerprint: Fingerprint,
+}
+
+/// How a request finds its job again.
+#[derive(Debug, Clone)]
+pub enum Attach {
+    /// The client's `Idempotency-Key`.
+    Key(IdempotencyKey),
+    /// An OpenAI SDK's attempt without a key, from its `x-stainless-retry-count`: a first
+    /// attempt starts a job of its own, which a later attempt of the same request with the same
+    /// credentials finds again.
+    Retry {
+        /// A hash of the credentials, as for keys.
+        credentials: String,
+        again: bool,
+    },
+}
+
+impl Attach {
+    /// The request's `Idempotency-Key`, or else its SDK attempt, if it has either; 400 for a
+    /// key that is empty, too long or not printable ASCII.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Option<Attach>, ApiError> {
+        if let Some(key) = IdempotencyKey::from_headers(headers)? {
+            return Ok(Some(Attach::Key(key)));
+        }
+        // A header of the SDKs', not ours to refuse: anything but a count is no attempt.
+        let Some(count) = headers
+            .get("x-stainless-retry-count")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        else {
+            return Ok(None);
+        };
+        Ok(Some(Attach::Retry {
+            credentials: hex(&Sha256::digest(authorization(headers))),
+            again: count > 0,
+        }))
+    }
+}
+
+/// A job's key in the table: the client's, or, for an SDK's attempt, its first attempt's, with
+/// the key by which later attempts find it.
+struct Resolved {
+    key: String,
+    retry_key: Option<String>,
 }
 
 impl IdempotencyKey {
@@ -80,11 +135,7 @@ impl IdempotencyKey {
                     ),
                 )
             })?;
-        let authorization = headers
-            .get(header::AUTHORIZATION)
-            .map(|v| v.as_bytes())
-            .unwrap_or_default();
-        Ok(Some(IdempotencyKey::new(authorization, key)))
+        Ok(Some(IdempotencyKey::new(authorization(headers), key)))
     }
 
     /// The key as stored: a hash of the credentials and the client's key, so two clients with
@@ -128,6 +179,13 @@ impl FingerprintHasher {
     pub fn finish(self) -> Fingerprint {
         Fingerprint(hex(&self.0.finalize()))
     }
+}
+
+fn authorization(headers: &HeaderMap) -> &[u8] {
+    headers
+        .get(header::AUTHORIZATION)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -175,9 +233,14 @@ impl Ledger {
         F: Future<Output = Result<Vec<Generated>, ApiError>> + Send + 'static,
     {
         let mut run = Some(run);
+        let resolved = self.resolve(once).await.map_err(internal)?;
         loop {
             let mut events = self.0.db.subscribe();
-            match self.claim(once, seeds).await.map_err(internal)? {
+            match self
+                .claim(&resolved, &once.fingerprint, seeds)
+                .await
+                .map_err(internal)?
+            {
                 Claim::Mine(durable) => {
                     let id = durable.id.clone();
                     let run = run.take().expect("a job is claimed once")(durable);
@@ -209,25 +272,70 @@ impl Ledger {
         }
     }
 
-    async fn claim(&self, once: &Once, seeds: &[u64]) -> anyhow::Result<Claim> {
+    /// The key of the job a request belongs to: the client's own; an SDK retry's first
+    /// attempt's, the latest within [`RETRY_WINDOW`]; or, for a first attempt or a retry
+    /// whose first attempt left no job (it failed, or went elsewhere), a new one.
+    async fn resolve(&self, once: &Once) -> anyhow::Result<Resolved> {
+        let (credentials, again) = match &once.attach {
+            Attach::Key(key) => {
+                return Ok(Resolved {
+                    key: key.0.clone(),
+                    retry_key: None,
+                });
+            }
+            Attach::Retry { credentials, again } => (credentials, *again),
+        };
+        let retry_key = hex(&Sha256::new()
+            .chain_update(credentials)
+            .chain_update([0])
+            .chain_update(&once.fingerprint.0)
+            .finalize());
+        if again {
+            let first: Option<String> = sqlx::query_scalar(
+                "SELECT idempotency_key FROM jobs WHERE retry_key = $1 AND created_at > $2 \
+                 ORDER BY created_at DESC LIMIT 1",
+            )
+            .bind(&retry_key)
+            .bind(now_ms() - RETRY_WINDOW.as_millis() as i64)
+            .fetch_optional(self.0.db.pool())
+            .await?;
+            if let Some(key) = first {
+                return Ok(Resolved {
+                    key,
+                    retry_key: Some(retry_key),
+                });
+            }
+        }
+        Ok(Resolved {
+            key: format!("retry:{}", uuid::Uuid::new_v4().simple()),
+            retry_key: Some(retry_key),
+        })
+    }
+
+    async fn claim(
+        &self,
+        resolved: &Resolved,
+        fingerprint: &Fingerprint,
+        seeds: &[u64],
+    ) -> anyhow::Result<Claim> {
         let Inner {
             db, owner, lease, ..
         } = &*self.0;
-        let Once { key, fingerprint } = once;
         let id = uuid::Uuid::new_v4().simple().to_string();
         let now = now_ms();
         let inserted = sqlx::query(
             "INSERT INTO jobs (id, idempotency_key, fingerprint, state, owner, lease_until, \
-             created_at, seeds) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7) \
+             created_at, seeds, retry_key) VALUES ($1, $2, $3, 'running', $4, $5, $6, $7, $8) \
              ON CONFLICT (idempotency_key) DO NOTHING",
         )
         .bind(&id)
-        .bind(&key.0)
+        .bind(&resolved.key)
         .bind(&fingerprint.0)
         .bind(owner)
         .bind(now + lease.as_millis() as i64)
         .bind(now)
         .bind(seeds_json(seeds)?)
+        .bind(&resolved.retry_key)
         .execute(db.pool())
         .await?;
         if inserted.rows_affected() == 1 {
@@ -241,7 +349,7 @@ impl Ledger {
             "SELECT id, fingerprint, state, lease_until, result, seeds FROM jobs \
              WHERE idempotency_key = $1",
         )
-        .bind(&key.0)
+        .bind(&resolved.key)
         .fetch_optional(db.pool())
         .await?
         else {
@@ -380,11 +488,12 @@ impl Ledger {
         Ok(images)
     }
 
-    /// Removes jobs older than a day, and their files, every hour until shutdown.
+    /// Removes jobs older than a day, and finished jobs of SDK attempts older than
+    /// [`RETRY_WINDOW`], with their files, every few minutes until shutdown.
     pub fn spawn_sweeper(&self, shutdown: tokio_util::sync::CancellationToken) {
         let ledger = self.clone();
         tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
+            let mut tick = tokio::time::interval(SWEEP_EVERY);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {
@@ -399,11 +508,16 @@ impl Ledger {
     }
 
     async fn sweep(&self) -> anyhow::Result<()> {
-        let before = now_ms() - KEPT_FOR.as_millis() as i64;
-        let rows = sqlx::query("DELETE FROM jobs WHERE created_at < $1 RETURNING id")
-            .bind(before)
-            .fetch_all(self.0.db.pool())
-            .await?;
+        let now = now_ms();
+        // An SDK attempt's job is kept only for its retries; an async one is read for a day.
+        let rows = sqlx::query(
+            "DELETE FROM jobs WHERE created_at < $1 OR (retry_key IS NOT NULL AND NOT is_async \
+             AND state <> 'running' AND created_at < $2) RETURNING id",
+        )
+        .bind(now - KEPT_FOR.as_millis() as i64)
+        .bind(now - RETRY_WINDOW.as_millis() as i64)
+        .fetch_all(self.0.db.pool())
+        .await?;
         for row in rows {
             let id: String = row.try_get("id")?;
             let files: Vec<_> = self

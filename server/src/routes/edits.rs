@@ -11,7 +11,7 @@ use crate::{
     error::ApiError,
     extract::read_upload,
     jobs::Jobs,
-    ledger::{Fingerprint, FingerprintHasher, IdempotencyKey, Kept, Later, Once},
+    ledger::{Attach, Fingerprint, FingerprintHasher, Kept, Later, Once},
     validate::{self, Checks, Context, EditKind, Source, Upload},
 };
 
@@ -44,12 +44,12 @@ async fn run(
     kind: EditKind,
 ) -> Result<Response, ApiError> {
     let headers = req.headers().clone();
-    let key = IdempotencyKey::from_headers(&headers)?;
+    let attach = Attach::from_headers(&headers)?;
     let mut upload = read_upload(req, kind, checks.max_image_bytes()).await?;
     let later = delivery.later(&headers, upload.fields.webhook_url.take())?;
-    let once = match key {
-        Some(key) => Some(Once {
-            key,
+    let once = match attach {
+        Some(attach) => Some(Once {
+            attach,
             fingerprint: fingerprint(kind, &upload, later.as_ref())?,
         }),
         None => None,

@@ -6,7 +6,7 @@ use crate::{
     error::ApiError,
     extract::ApiJson,
     jobs::Jobs,
-    ledger::{Fingerprint, IdempotencyKey, Kept, Later, Once},
+    ledger::{Attach, Fingerprint, Kept, Later, Once},
     validate::{self, Context},
 };
 
@@ -19,12 +19,12 @@ pub async fn generations(
     ApiJson(mut req): ApiJson<ImageGenerationRequest>,
 ) -> Result<Response, ApiError> {
     let later = delivery.later(&headers, req.webhook_url.take())?;
-    let once = match IdempotencyKey::from_headers(&headers)? {
-        Some(key) => {
+    let once = match Attach::from_headers(&headers)? {
+        Some(attach) => {
             let fields = serde_json::to_vec(&req)
                 .map_err(|e| ApiError::Internal(format!("serializing a request: {e}")))?;
             Some(Once {
-                key,
+                attach,
                 fingerprint: Fingerprint::of([
                     &b"generations"[..],
                     &fields,
