@@ -24,6 +24,16 @@ pub struct Object {
     pub body: BoxStream<'static, std::io::Result<Bytes>>,
 }
 
+impl Object {
+    /// Bytes already in memory, read as a stored file is.
+    pub fn whole(data: Bytes) -> Object {
+        Object {
+            size: data.len() as u64,
+            body: futures::stream::once(async move { Ok(data) }).boxed(),
+        }
+    }
+}
+
 /// A stored file as a listing gives it.
 pub struct Listed {
     pub key: String,

@@ -129,10 +129,18 @@ async fn every_image_made_is_kept_with_how_it_was_made(engine: Engine) {
             decode_b64(made),
             "the gallery keeps the very image sent"
         );
+        // Made on its first view, then kept: the second view gets the same file.
         let thumb = h.fetch(&item.thumb_url).await;
         assert_eq!(thumb.headers()["content-type"], "image/webp");
-        let (w, hh) = dimensions(&thumb.bytes().await.unwrap());
+        let thumb = thumb.bytes().await.unwrap();
+        let (w, hh) = dimensions(&thumb);
         assert!(w <= 384 && hh <= 384 && w > 0, "{w}x{hh}");
+        let again = h.fetch(&item.thumb_url).await;
+        assert_eq!(
+            again.headers()["content-length"],
+            thumb.len().to_string().as_str()
+        );
+        assert_eq!(again.bytes().await.unwrap(), thumb);
     }
 }
 
@@ -372,12 +380,14 @@ async fn keep_one(h: &Harness, prompt: &str, size: &str) {
         .await;
     assert_eq!(status, 200, "{body}");
     for _ in 0..200 {
-        if list(h, all())
+        if let Some(item) = list(h, all())
             .await
             .items
-            .iter()
-            .any(|i| i.prompt == prompt)
+            .into_iter()
+            .find(|i| i.prompt == prompt)
         {
+            // Seen, as the gallery page would show it: its thumbnail is made.
+            assert_eq!(h.fetch(&item.thumb_url).await.status(), 200);
             return;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -402,7 +412,7 @@ fn prompts(page: &GalleryPage) -> Vec<&str> {
 }
 
 /// Files in the gallery's directory and in its thumbnails', and their bytes, once there are
-/// `images` of them: files go just after their rows.
+/// `images` of them (every image's thumbnail viewed): files go just after their rows.
 async fn on_disk(h: &Harness, images: usize) -> (usize, usize, u64) {
     for _ in 0..100 {
         let now = files_on_disk(h);

@@ -13,13 +13,14 @@ use futures::TryStreamExt;
 use sqlx::{Row, any::AnyRow};
 use tokio::sync::{Semaphore, mpsc};
 
-pub use files::{THUMB_EDGE, thumbnail};
+pub use files::THUMB_EDGE;
+use files::thumbnail;
 
 pub use crate::config::Retention;
 use crate::{
     db::{Db, Statement},
     jobs::Finished,
-    objects::{Objects, now_ms},
+    objects::{Object, Objects, now_ms},
 };
 
 /// The gallery as handlers see it; `None` inside with `GALLERY=off`. Which requests it keeps
@@ -67,9 +68,10 @@ pub struct Gallery {
     db: Db,
     objects: Objects,
     retention: Retention,
-    /// One image is written at a time: a thumbnail decodes the whole image, and a burst of
-    /// requests decoding at once would hold them all in memory and crowd out the replies.
+    /// One image is written at a time.
     writing: Arc<Semaphore>,
+    /// One thumbnail is made at a time.
+    thumbnailing: Arc<Semaphore>,
 }
 
 impl Gallery {
@@ -118,38 +120,27 @@ impl Gallery {
             objects,
             retention,
             writing: Arc::new(Semaphore::new(1)),
+            thumbnailing: Arc::new(Semaphore::new(1)),
         };
         gallery.remove_orphans().await?;
         gallery.prune().await?;
         Ok(gallery)
     }
 
-    /// Stores an image, its thumbnail and its row; returns its id.
-    pub async fn add(&self, mut image: NewImage) -> anyhow::Result<String> {
+    /// Stores an image and its row; returns its id. Its thumbnail is made when first asked
+    /// for ([`Gallery::thumbnail`]): keeping an image costs a file write and a row, and no
+    /// decoding, so a busy bridge spends its CPU on replies.
+    pub async fn add(&self, image: NewImage) -> anyhow::Result<String> {
         let id = uuid::Uuid::new_v4().simple().to_string();
         let format = files::extension(&image.data);
         let file = format!("{id}.{format}");
         let thumb = format!("{id}.webp");
         let bytes = image.data.len();
-        // Stored now: the bytes are not needed while this image waits for its thumbnail.
-        self.objects
-            .put(&key(&file, false), std::mem::take(&mut image.data))
-            .await?;
+        let (width, height) = files::dimensions(&image.data)?;
+        self.objects.put(&key(&file, false), image.data).await?;
         let written = async {
-            // Thumbnails are made one at a time, from the file just stored: images waiting
-            // for their turn are not held in memory, and a burst of requests does not crowd
-            // the replies out of the CPU.
+            // One image at a time, so no other write races the count for pruning.
             let _turn = self.writing.acquire().await?;
-            let data = self
-                .objects
-                .read(&key(&file, false))
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("the stored image {file} is gone"))?;
-            let (thumb_data, width, height) =
-                tokio::task::spawn_blocking(move || thumbnail(&data)).await??;
-            self.objects
-                .put(&key(&thumb, true), Bytes::from(thumb_data))
-                .await?;
             sqlx::query(
                 "INSERT INTO gallery_images (id, created_at, prompt, negative_prompt, model, \
                  width, height, seed, steps, cfg, duration_ms, file, thumb, bytes) \
@@ -171,17 +162,46 @@ impl Gallery {
             .bind(bytes as i64)
             .execute(self.db.pool())
             .await?;
-            // Still this image's turn: no other write races the count.
             self.prune().await?;
             Ok::<_, anyhow::Error>(())
         }
         .await;
         if let Err(e) = written {
             let _ = self.objects.delete(&key(&file, false)).await;
-            let _ = self.objects.delete(&key(&thumb, true)).await;
             return Err(e);
         }
         Ok(id)
+    }
+
+    /// The thumbnail `name` (a key from [`Gallery::key_of`]) of an image in the gallery: the
+    /// stored one, or else made now from the image and stored for the next view. None when
+    /// no image of the gallery has it.
+    pub async fn thumbnail(&self, name: &str) -> anyhow::Result<Option<Object>> {
+        let thumb = key(name, true);
+        if let Some(stored) = self.objects.get(&thumb).await? {
+            return Ok(Some(stored));
+        }
+        let Some(file): Option<String> =
+            sqlx::query_scalar("SELECT file FROM gallery_images WHERE thumb = $1")
+                .bind(name)
+                .fetch_optional(self.db.pool())
+                .await?
+        else {
+            return Ok(None);
+        };
+        // One at a time: a thumbnail decodes the whole image, and a page of them at once
+        // would hold every image in memory and crowd out the replies.
+        let _turn = self.thumbnailing.acquire().await?;
+        if let Some(stored) = self.objects.get(&thumb).await? {
+            // Made by another view while this one waited.
+            return Ok(Some(stored));
+        }
+        let Some(data) = self.objects.read(&key(&file, false)).await? else {
+            return Ok(None);
+        };
+        let made = Bytes::from(tokio::task::spawn_blocking(move || thumbnail(&data)).await??);
+        self.objects.put(&thumb, made.clone()).await?;
+        Ok(Some(Object::whole(made)))
     }
 
     /// One page of images, newest first: those whose prompt holds every word of the search

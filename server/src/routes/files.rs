@@ -43,12 +43,13 @@ async fn gallery_file(state: &GalleryState, name: &str, thumb: bool) -> Result<R
     let gone = || ApiError::NotFound("This image is not in the gallery.".into());
     let gallery = state.gallery().ok_or_else(gone)?;
     let (key, mime) = gallery.key_of(name, thumb).ok_or_else(gone)?;
-    let object = gallery
-        .objects()
-        .get(&key)
-        .await
-        .map_err(ApiError::storage)?
-        .ok_or_else(gone)?;
+    let object = if thumb {
+        gallery.thumbnail(name).await
+    } else {
+        gallery.objects().get(&key).await
+    }
+    .map_err(ApiError::storage)?
+    .ok_or_else(gone)?;
     Ok(serve(object, mime))
 }
 
