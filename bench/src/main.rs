@@ -24,7 +24,7 @@ use futures::future::join_all;
 use bridge::Call;
 use direct::Direct;
 use procs::Proc;
-use report::{LatencyRow, Memory, Report, ThroughputRow, Wasm, mib, percentile};
+use report::{FirstLoad, LatencyRow, Memory, Report, ThroughputRow, Wasm, mib, percentile};
 use workflow::{MODEL, Workflow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -65,6 +65,9 @@ struct Args {
     /// The web app's site directory, whose `pkg/*.wasm` is measured.
     #[arg(long, default_value = "target/site")]
     site_root: PathBuf,
+    /// Visits of the web app for its first-load times (each cold, then warm). 0: skipped.
+    #[arg(long, default_value_t = 5)]
+    first_loads: usize,
     /// A few requests of each kind, to check the benchmark still runs; numbers mean nothing.
     #[arg(long)]
     smoke: bool,
@@ -105,6 +108,7 @@ async fn main() -> anyhow::Result<()> {
         args.fleet_requests = args.fleet_requests.min(16);
         args.fleet_clients = args.fleet_clients.min(4);
         args.fleet_step_delay_ms = args.fleet_step_delay_ms.min(5);
+        args.first_loads = args.first_loads.min(1);
     }
     let bin = procs::bridge_binary(args.bridge_bin.clone())?;
     let http = reqwest::Client::new();
@@ -188,7 +192,15 @@ async fn single(
     };
     procs::wait_ready(http, &format!("{comfyui}/prompt")).await?;
     let data = std::env::temp_dir().join(format!("bridge-bench-{}", uuid::Uuid::new_v4().simple()));
-    let bridge = procs::start_bridge(bin, &comfyui, &args.workflows, &data, args.gallery)?;
+    let site_root = args.site_root.display().to_string();
+    let bridge = procs::start_bridge_with(
+        bin,
+        &comfyui,
+        &args.workflows,
+        &data,
+        args.gallery,
+        &[("LEPTOS_SITE_ROOT", &site_root)],
+    )?;
     procs::wait_ready(http, &format!("{}/health", bridge.url)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss, _) = bridge.memory()?;
@@ -203,11 +215,31 @@ async fn single(
     );
     eprintln!("measuring against the {backend}");
     let result = measure(args, &bridge, &comfyui, &workflow, http, idle_rss).await;
+    let first_load = match result {
+        Ok(_) if args.first_loads > 0 => Some(first_load(&bridge.url, args.first_loads)),
+        _ => None,
+    };
     let _ = std::fs::remove_dir_all(&data);
     let mut report = result?;
     report.backend = backend;
     report.wasm = wasm_size(&args.site_root);
+    report.first_load = first_load.transpose()?;
     Ok(report)
+}
+
+/// The web app's first load in headless Chromium at 10 Mbit/s, cold and warm
+/// (`end2end/first-load.mjs`, on the Playwright install of the browser tests).
+fn first_load(url: &str, visits: usize) -> anyhow::Result<FirstLoad> {
+    eprintln!("first load of the web app, {visits} visits at 10 Mbit/s");
+    let out = std::process::Command::new("node")
+        .arg("end2end/first-load.mjs")
+        .arg(url)
+        .arg(visits.to_string())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("running node end2end/first-load.mjs (scripts/bench installs it)")?;
+    anyhow::ensure!(out.status.success(), "measuring the first load failed");
+    serde_json::from_slice(&out.stdout).context("reading the first-load measurement")
 }
 
 async fn measure(
@@ -237,11 +269,13 @@ async fn measure(
     // Chat's tokenizer is loaded by the first chat request; its cost is shown on its own.
     bridge::call(http, &bridge.url, MODEL, Call::ChatStream, 512).await?;
     let (with_tokenizer, _) = bridge.memory()?;
-    let memory = Memory {
+    let mut memory = Memory {
         idle_rss_mib: mib(idle_rss),
         clients: args.memory_clients,
         peak_hwm_mib: mib(peak),
         rss_after_chat_mib: mib(with_tokenizer),
+        rss_after_all_mib: 0.0,
+        requests_before_after_all: 0,
     };
 
     let mut latency = Vec::new();
@@ -300,6 +334,11 @@ async fn measure(
         direct_load(comfyui, workflow, args.clients, args.per_client).await?;
     let (bridge_rate, bridge_errors) =
         bridge_load(http, &bridge.url, args.clients, args.per_client).await;
+    // Settled: the gallery's writes, which follow the replies, are done.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    memory.rss_after_all_mib = mib(bridge.memory()?.0);
+    memory.requests_before_after_all =
+        3 * 2 + args.memory_clients * 4 + 1 + args.requests * 5 + args.clients * args.per_client;
     Ok(Report {
         backend: String::new(),
         requests: args.requests,
@@ -315,6 +354,7 @@ async fn measure(
         }),
         memory: Some(memory),
         wasm: None,
+        first_load: None,
         fleet: None,
         replicas: None,
     })

@@ -14,8 +14,26 @@ pub struct Report {
     pub concurrency: Option<ThroughputRow>,
     pub memory: Option<Memory>,
     pub wasm: Option<Wasm>,
+    pub first_load: Option<FirstLoad>,
     pub fleet: Option<Fleet>,
     pub replicas: Option<Replicas>,
+}
+
+/// The web app's Generate page opened in headless Chromium at 10 Mbit/s: the medians of a
+/// number of visits, each with an empty cache, then again with what it cached.
+#[derive(Serialize, serde::Deserialize)]
+pub struct FirstLoad {
+    pub runs: usize,
+    pub cold: Visit,
+    pub warm: Visit,
+}
+
+/// Time until the page answers input (hydrated), and the bytes it moved to get there.
+#[derive(Serialize, serde::Deserialize)]
+pub struct Visit {
+    pub ms: f64,
+    pub bytes: u64,
+    pub wasm_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -49,6 +67,10 @@ pub struct Memory {
     pub peak_hwm_mib: f64,
     /// After the first chat request, which loads the tokenizer.
     pub rss_after_chat_mib: f64,
+    /// Idle again after everything else, throughput runs included: what the run left behind.
+    pub rss_after_all_mib: f64,
+    /// Requests the bridge had answered by then.
+    pub requests_before_after_all: usize,
 }
 
 #[derive(Serialize)]
@@ -226,6 +248,11 @@ impl Report {
                 "| RSS after the first chat request (tokenizer loaded) | {:.1} |",
                 m.rss_after_chat_mib
             );
+            let _ = writeln!(
+                out,
+                "| RSS idle after the whole run ({} requests) | {:.1} |",
+                m.requests_before_after_all, m.rss_after_all_mib
+            );
         }
         match &self.wasm {
             Some(w) => {
@@ -238,6 +265,22 @@ impl Report {
                 );
             }
             None => out.push_str("\nWeb app bundle: not built (cargo leptos build --release).\n"),
+        }
+        if let Some(f) = &self.first_load {
+            out.push_str(
+                "\n| first load of Generate, 10 Mbit/s (median of visits) | until interactive ms | bytes moved KB | of them wasm KB |\n",
+            );
+            out.push_str("|---|---|---|---|\n");
+            for (label, v) in [("cold (empty cache)", &f.cold), ("warm (reload)", &f.warm)] {
+                let _ = writeln!(
+                    out,
+                    "| {label}, {} visits | {:.0} | {:.1} | {:.1} |",
+                    f.runs,
+                    v.ms,
+                    v.bytes as f64 / 1024.0,
+                    v.wasm_bytes as f64 / 1024.0
+                );
+            }
         }
     }
 }
