@@ -1,19 +1,8 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Page, expect, test } from "@playwright/test";
-import { chooseModel, freePort, startBridge, stopBridge, violations } from "./support";
-
-/// Fills Generate for a batch of `n` sdxl images of `steps` steps each and starts it.
-async function generateBatch(page: Page, prompt: string, n: number, steps: number) {
-  await chooseModel(page, "sdxl");
-  await page.locator("select[name=size]").selectOption("512x512");
-  await page.locator("select[name=n]").selectOption(String(n));
-  await page.locator("summary", { hasText: "Advanced" }).click();
-  await page.locator("input[name=steps]").fill(String(steps));
-  await page.locator("textarea[name=prompt]").fill(prompt);
-  await page.getByRole("button", { name: "Generate", exact: true }).click();
-}
+import { expect, test } from "@playwright/test";
+import { chooseModel, freePort, generateBatch, startBridge, stopBridge, violations } from "./support";
 
 test("each image of a batch shows the moment it is done, not when the last one is", async ({ page }) => {
   await page.goto("/");

@@ -13,6 +13,17 @@ export async function chooseModel(page: Page, id: string): Promise<Locator> {
   return model;
 }
 
+/// Fills Generate for a batch of `n` sdxl images of `steps` steps each and starts it.
+export async function generateBatch(page: Page, prompt: string, n: number, steps: number) {
+  await chooseModel(page, "sdxl");
+  await page.locator("select[name=size]").selectOption("512x512");
+  await page.locator("select[name=n]").selectOption(String(n));
+  await page.locator("summary", { hasText: "Advanced" }).click();
+  await page.locator("input[name=steps]").fill(String(steps));
+  await page.locator("textarea[name=prompt]").fill(prompt);
+  await page.getByRole("button", { name: "Generate", exact: true }).click();
+}
+
 /// How many gallery images match `search`, through the gallery's server function.
 export async function galleryTotal(request: APIRequestContext, search: string): Promise<number> {
   const res = await request.post("/api/gallery/list", {
