@@ -132,6 +132,11 @@ async fn connection(
     shutdown: CancellationToken,
     _slot: OwnedSemaphorePermit,
 ) {
+    // Event streams write small frames one after another: with Nagle's algorithm on, each
+    // waited for the client's delayed ACK of the one before, some 40 ms.
+    if let Err(e) = stream.set_nodelay(true) {
+        tracing::debug!(error = %e, "could not turn off Nagle's algorithm on a connection");
+    }
     let first_request = Arc::new(AtomicBool::new(false));
     let service = RequestService::new(app, limits, first_request.clone());
     let io = TokioIo::new(StallGuard::new(stream, limits.send_stall));
