@@ -204,6 +204,7 @@ async fn single(
     procs::wait_ready(http, &format!("{}/health", bridge.url)).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let (idle_rss, _) = bridge.memory()?;
+    let idle_anonymous = bridge.anonymous_memory()?;
 
     let backend = match &args.comfyui {
         Some(url) => format!("ComfyUI at {url}"),
@@ -214,7 +215,15 @@ async fn single(
         if args.gallery { "on" } else { "off" }
     );
     eprintln!("measuring against the {backend}");
-    let result = measure(args, &bridge, &comfyui, &workflow, http, idle_rss).await;
+    let result = measure(
+        args,
+        &bridge,
+        &comfyui,
+        &workflow,
+        http,
+        (idle_rss, idle_anonymous),
+    )
+    .await;
     let first_load = match result {
         Ok(_) if args.first_loads > 0 => Some(first_load(&bridge.url, args.first_loads)),
         _ => None,
@@ -248,7 +257,7 @@ async fn measure(
     comfyui: &str,
     workflow: &Workflow,
     http: &reqwest::Client,
-    idle_rss: u64,
+    (idle_rss, idle_anonymous): (u64, u64),
 ) -> anyhow::Result<Report> {
     let mut direct = Direct::connect(comfyui, workflow.clone()).await?;
     eprintln!("warming up");
@@ -271,10 +280,12 @@ async fn measure(
     let (with_tokenizer, _) = bridge.memory()?;
     let mut memory = Memory {
         idle_rss_mib: mib(idle_rss),
+        idle_anonymous_mib: mib(idle_anonymous),
         clients: args.memory_clients,
         peak_hwm_mib: mib(peak),
         rss_after_chat_mib: mib(with_tokenizer),
         rss_after_all_mib: 0.0,
+        after_all_anonymous_mib: 0.0,
         requests_before_after_all: 0,
     };
 
@@ -337,6 +348,7 @@ async fn measure(
     // Settled: the gallery's writes, which follow the replies, are done.
     tokio::time::sleep(Duration::from_secs(2)).await;
     memory.rss_after_all_mib = mib(bridge.memory()?.0);
+    memory.after_all_anonymous_mib = mib(bridge.anonymous_memory()?);
     memory.requests_before_after_all =
         3 * 2 + args.memory_clients * 4 + 1 + args.requests * 5 + args.clients * args.per_client;
     Ok(Report {

@@ -45,17 +45,25 @@ impl Proc {
 
     /// Resident memory now and at its highest, in bytes (`VmRSS`, `VmHWM`).
     pub fn memory(&self) -> anyhow::Result<(u64, u64)> {
+        Ok((self.status_kb("VmRSS:")?, self.status_kb("VmHWM:")?))
+    }
+
+    /// Of the resident memory, what is the process's own (`RssAnon`: heap and stacks), as
+    /// against pages of files it maps, which the kernel may share and drop.
+    pub fn anonymous_memory(&self) -> anyhow::Result<u64> {
+        self.status_kb("RssAnon:")
+    }
+
+    /// A field of `/proc/<pid>/status`, in bytes.
+    fn status_kb(&self, name: &str) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|kb| kb.parse::<u64>().ok())
-                .map(|kb| kb * 1024)
-                .with_context(|| format!("no {name} in /proc status"))
-        };
-        Ok((field("VmRSS:")?, field("VmHWM:")?))
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|kb| kb.parse::<u64>().ok())
+            .map(|kb| kb * 1024)
+            .with_context(|| format!("no {name} in /proc status"))
     }
 
     /// User plus system CPU time used so far.

@@ -67,8 +67,12 @@ pub struct Memory {
     pub peak_hwm_mib: f64,
     /// After the first chat request, which loads the tokenizer.
     pub rss_after_chat_mib: f64,
+    /// Of the idle RSS, the process's own memory (heap and stacks); the rest is mapped
+    /// pages of the binary and libraries.
+    pub idle_anonymous_mib: f64,
     /// Idle again after everything else, throughput runs included: what the run left behind.
     pub rss_after_all_mib: f64,
+    pub after_all_anonymous_mib: f64,
     /// Requests the bridge had answered by then.
     pub requests_before_after_all: usize,
 }
@@ -240,6 +244,11 @@ impl Report {
             let _ = writeln!(out, "| RSS idle after start-up | {:.1} |", m.idle_rss_mib);
             let _ = writeln!(
                 out,
+                "| of it anonymous (heap, stacks; the rest is the binary's mapped pages) | {:.1} |",
+                m.idle_anonymous_mib
+            );
+            let _ = writeln!(
+                out,
                 "| peak RSS (VmHWM), {} concurrent 512x512 b64_json clients | {:.1} |",
                 m.clients, m.peak_hwm_mib
             );
@@ -252,6 +261,11 @@ impl Report {
                 out,
                 "| RSS idle after the whole run ({} requests) | {:.1} |",
                 m.requests_before_after_all, m.rss_after_all_mib
+            );
+            let _ = writeln!(
+                out,
+                "| of it anonymous | {:.1} |",
+                m.after_all_anonymous_mib
             );
         }
         match &self.wasm {
