@@ -5,6 +5,9 @@ import { defineConfig } from "@playwright/test";
 export default defineConfig({
   testDir: "./tests",
   timeout: 60_000,
+  // A worker whose event loop is stuck cannot time its own test out: the runner stops the
+  // whole run instead, long after a normal one (about 7 minutes) would have ended.
+  globalTimeout: 30 * 60_000,
   retries: 0,
   reporter: [["list"]],
   use: {
