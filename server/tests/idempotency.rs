@@ -257,3 +257,95 @@ async fn an_sdk_retry_belongs_to_its_credentials_and_follows_a_failure_with_a_ne
     assert_eq!(status, 200, "{made}");
     assert_eq!(h.sim.sim.submitted().len(), 4);
 }
+
+/// A streamed generation, with `headers` (a key, or an SDK's attempt).
+async fn stream(h: &Harness, headers: &[(&str, &str)], body: &Value) -> reqwest::Response {
+    let mut req = h
+        .http
+        .post(format!("{}/v1/images/generations", h.url))
+        .json(body);
+    for (name, value) in headers {
+        req = req.header(*name, *value);
+    }
+    assert_stream(req.send().await.unwrap()).await
+}
+
+/// A client whose stream broke sends it again: the job went on meanwhile, and the retry gets
+/// what the first stream had sent, then the rest as it happens, from the one run.
+async fn a_retried_stream_resumes(attempts: [&[(&str, &str)]; 3]) {
+    let h = start_full(slow_sim(Duration::from_millis(15)), |_| {}).await;
+    let body = json!({"model": "sdxl", "prompt": "resumed", "size": "512x512", "steps": 12,
+                      "n": 2, "stream": true, "stream_progress": true, "partial_images": 1});
+    let mut first = stream(&h, attempts[0], &body).await;
+    let raw = read_until(&mut first, "\"sampling\"").await;
+    drop(first);
+    let seen = events_read(&raw);
+    assert!(!seen.is_empty());
+
+    let retry = read_sse(stream(&h, attempts[1], &body).await).await.events;
+    assert_eq!(
+        retry[..seen.len()],
+        seen[..],
+        "the retry begins with what the first stream sent"
+    );
+    let statuses: Vec<Value> = retry.iter().map(|e| e.json()["status"].clone()).collect();
+    assert!(
+        statuses[seen.len()..].iter().any(|s| s == "sampling"),
+        "and follows the job's progress: {statuses:?}"
+    );
+    let images = completed_images(&retry);
+    assert_eq!(images.len(), 2, "each image once");
+    assert_ne!(images[0], images[1]);
+    assert_eq!(h.sim.sim.submitted().len(), 2, "two images, made once");
+
+    // Once the job is done, the whole stream again, and no new run.
+    let again = read_sse(stream(&h, attempts[2], &body).await).await.events;
+    assert_eq!(again, retry);
+    assert_eq!(h.sim.sim.submitted().len(), 2);
+}
+
+#[tokio::test]
+async fn a_stream_sent_again_with_its_key_resumes_with_the_progress_so_far() {
+    let key: &[(&str, &str)] = &[("Idempotency-Key", "stream-1")];
+    a_retried_stream_resumes([key, key, key]).await;
+}
+
+#[tokio::test]
+async fn an_sdk_retry_of_a_stream_resumes_it() {
+    a_retried_stream_resumes([
+        &[("x-stainless-retry-count", "0")],
+        &[("x-stainless-retry-count", "1")],
+        &[("x-stainless-retry-count", "2")],
+    ])
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_stream_is_not_kept_so_a_retry_runs_it_again() {
+    let h = start().await;
+    let key: &[(&str, &str)] = &[("Idempotency-Key", "stream-2")];
+    let body = json!({"model": MODEL, "prompt": "x", "size": "64x64", "stream": true});
+    h.sim.sim.fail_next_execution(None);
+    let failed = read_sse(stream(&h, key, &body).await).await.events;
+    let last = failed.last().expect("an event");
+    assert_eq!(last.event.as_deref(), Some("error"), "{failed:?}");
+    assert_envelope(&last.json());
+    assert!(completed_images(&failed).is_empty());
+
+    let ok = read_sse(stream(&h, key, &body).await).await.events;
+    assert_eq!(completed_images(&ok).len(), 1, "{ok:?}");
+    assert_eq!(
+        h.sim.sim.submitted().len(),
+        2,
+        "run again after the failure"
+    );
+
+    // A stream and a plain reply are two requests: the same key for both is refused.
+    let (status, err) = send(
+        &h,
+        Some("stream-2"),
+        json!({"model": MODEL, "prompt": "x", "size": "64x64"}),
+    )
+    .await;
+    assert_eq!(status, 409, "{err}");
+}

@@ -47,6 +47,8 @@ fn main() {
         println!("replicas: a webhook is delivered once though its replica died delivering: ok");
         async_jobs_outlive_the_replica_that_took_them().await;
         println!("replicas: async jobs outlive the replica that took them: ok");
+        a_stream_resumes_on_another_replica_after_its_own_died().await;
+        println!("replicas: a stream resumes on another replica after its own died: ok");
     });
 }
 
@@ -114,16 +116,24 @@ impl Replica {
         read(res).await
     }
 
-    /// A generation with an `Idempotency-Key`; `None` when the replica went away meanwhile.
-    async fn generate_once(&self, key: &str, body: &Value) -> Option<(u16, Value)> {
-        let res = reqwest::Client::new()
+    /// A generation with an `Idempotency-Key`, sent.
+    async fn keyed(&self, key: &str, body: &Value) -> reqwest::Result<reqwest::Response> {
+        reqwest::Client::new()
             .post(format!("{}/v1/images/generations", self.url))
             .header("Idempotency-Key", key)
             .json(body)
             .send()
             .await
-            .ok()?;
-        Some(read(res).await)
+    }
+
+    /// A generation with an `Idempotency-Key`; `None` when the replica went away meanwhile.
+    async fn generate_once(&self, key: &str, body: &Value) -> Option<(u16, Value)> {
+        Some(read(self.keyed(key, body).await.ok()?).await)
+    }
+
+    /// A streamed generation with an `Idempotency-Key`, checked to have begun.
+    async fn stream_once(&self, key: &str, body: &Value) -> reqwest::Response {
+        assert_stream(self.keyed(key, body).await.expect("the replica answers")).await
     }
 
     async fn fetch(&self, path: &str) -> (u16, Vec<u8>) {
@@ -545,6 +555,38 @@ async fn async_jobs_outlive_the_replica_that_took_them() {
         sim.sim.submitted().len(),
         3,
         "ComfyUI ran each prompt once: B collected what A had submitted"
+    );
+
+    drop((a, b));
+    let _ = std::fs::remove_dir_all(scratch);
+}
+
+async fn a_stream_resumes_on_another_replica_after_its_own_died() {
+    let sim = sim_with(slow_sim(Duration::from_millis(30))).await;
+    let scratch = scratch_dir();
+    let (a, b) = two_replicas(&sim.url, &scratch, &[]).await;
+
+    let body = json!({"model": "sdxl", "prompt": "streamed on", "size": "512x512", "steps": 12,
+                      "n": 2, "stream": true, "stream_progress": true});
+    let mut on_a = a.stream_once("stream-1", &body).await;
+    let raw = read_until(&mut on_a, "\"sampling\"").await;
+    a.kill_9();
+    let seen = events_read(&raw);
+    assert!(!seen.is_empty());
+
+    // The client sends the stream again, and the balancer picks B: it gets what A had sent,
+    // then takes the job over where ComfyUI has it, and streams the rest.
+    let retry = read_sse(b.stream_once("stream-1", &body).await)
+        .await
+        .events;
+    assert_eq!(retry[..seen.len()], seen[..], "B begins with what A sent");
+    let images = completed_images(&retry);
+    assert_eq!(images.len(), 2, "each image once: {retry:?}");
+    assert_ne!(images[0], images[1]);
+    assert_eq!(
+        sim.sim.submitted().len(),
+        2,
+        "ComfyUI ran the job's prompts once: B collected what A had started"
     );
 
     drop((a, b));

@@ -163,3 +163,35 @@ def test_progress_events_are_opt_in_and_tolerated(client):
     types = [e.type for e in stream]
     assert types[-1] == "image_generation.completed"
     assert types.count("image_generation.progress") >= 4  # queued, then a step at a time
+
+
+def test_a_stream_sent_again_with_its_key_resumes(client):
+    """A script whose stream broke sends it again with the same Idempotency-Key: it gets the
+    events the first stream had, then the rest of the same job, not a new run."""
+    settings = dict(
+        model=SAMPLER,
+        prompt="a lighthouse at dusk",
+        size="512x512",
+        stream=True,
+        partial_images=2,
+        extra_body={"steps": 20, "stream_progress": True},
+        extra_headers={"Idempotency-Key": "sdk-stream-resumes"},
+    )
+    first = client.images.generate(**settings)
+    seen = []
+    for event in first:
+        seen.append(event)
+        if event.type == "image_generation.partial_image":
+            break
+    first.response.close()
+
+    again = list(client.images.generate(**settings))
+    assert [e.to_dict() for e in again[: len(seen)]] == [e.to_dict() for e in seen]
+    types = [e.type for e in again]
+    assert types.count("image_generation.partial_image") == 2
+    assert types[-1] == "image_generation.completed"
+    done = again[-1]
+    assert png_size(base64.b64decode(done.b64_json)) == (512, 512)
+
+    # Once it is done, the same key replays the whole stream.
+    assert [e.to_dict() for e in client.images.generate(**settings)] == [e.to_dict() for e in again]

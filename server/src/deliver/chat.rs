@@ -134,7 +134,7 @@ async fn stream_answer(
 
     let mut opened = false;
     let mut progress = ProgressText::new(job.seeds().len());
-    let mut run = jobs.run_reporting(job);
+    let mut run = jobs.run_reporting(job, None);
     let images = loop {
         match run.next().await {
             Step::Update(index, update) => {

@@ -7,6 +7,8 @@ use app::api::{
     },
     stream::StreamEvent,
 };
+use std::{future::Future, sync::Arc};
+
 use axum::response::Response;
 use bytes::Bytes;
 
@@ -17,33 +19,112 @@ use super::{
 use crate::{
     comfy::JobUpdate,
     error::ApiError,
-    jobs::{Generated, Jobs, Step},
+    jobs::{Durable, Generated, Jobs, Step},
+    ledger::{Once, Recorder},
     tokens,
     validate::{ImageStream, Job},
 };
 
-/// Streams a generation or edit: progress (if asked), partial images, then each image.
+/// Streams a generation or edit: progress (if asked), partial images, then each image. With
+/// `once` (an `Idempotency-Key`, or an SDK's attempt), the stream is recorded and run once for
+/// every request that sends the key (or retries the attempt), on any bridge of the database:
+/// each gets the events so far, then the rest as they come.
 pub async fn image_stream(
     delivery: &Delivery,
     jobs: Jobs,
     job: Job,
     options: ImageStream,
+    once: Option<Once>,
 ) -> Result<Response, ApiError> {
     let delivery = delivery.clone();
-    sse::respond(
-        delivery.keepalive,
-        Ending::Plain,
-        move |events| async move { run(&delivery, &jobs, &job, options, &events).await },
-    )
+    let keepalive = delivery.keepalive;
+    let Some(once) = once else {
+        return sse::respond(keepalive, Ending::Plain, move |events| async move {
+            run(&delivery, &jobs, &job, None, options, &events).await
+        })
+        .await;
+    };
+    sse::respond(keepalive, Ending::Plain, move |events| async move {
+        let job = Arc::new(job);
+        let ledger = delivery.ledger.clone();
+        let seeds = job.seeds().to_vec();
+        let recorded = move |durable: Durable, recorder: Recorder| async move {
+            let to = Recording(recorder);
+            let result = run(&delivery, &jobs, &job, Some(&durable), options, &to).await;
+            to.close(result).await
+        };
+        ledger.stream_once(&once, &seeds, recorded, &events).await
+    })
     .await
+}
+
+/// Where a stream's events go: straight to the client, or recorded for every request that
+/// follows the job.
+trait Sink: Sync {
+    /// The job is queued: from here on there is something to stream.
+    fn begin(&self) -> impl Future<Output = ()> + Send;
+    /// Sends an event about image `index`; `completes` for the one that carries the image.
+    /// False once it cannot go anywhere.
+    fn send(
+        &self,
+        index: usize,
+        completes: bool,
+        event: &StreamEvent,
+    ) -> impl Future<Output = bool> + Send;
+}
+
+impl Sink for Events {
+    async fn begin(&self) {
+        Events::begin(self);
+    }
+
+    async fn send(&self, _: usize, _: bool, event: &StreamEvent) -> bool {
+        Events::send(self, event).await
+    }
+}
+
+struct Recording(Recorder);
+
+impl Sink for Recording {
+    async fn begin(&self) {
+        self.0.begin().await;
+    }
+
+    async fn send(&self, index: usize, completes: bool, event: &StreamEvent) -> bool {
+        match sse::frame(event) {
+            Some((name, data)) => self.0.record(name, &data, Some(index), completes).await,
+            None => false,
+        }
+    }
+}
+
+impl Recording {
+    /// The run's outcome, with its error recorded as the stream's last event once it began,
+    /// as a client's own stream would end; a failure to record fails the run.
+    async fn close(&self, result: Result<(), ApiError>) -> Result<(), ApiError> {
+        let result = match (result, self.0.failure().await) {
+            (Ok(()), Some(failure)) => Err(ApiError::Internal(failure)),
+            (result, _) => result,
+        };
+        if let Err(e) = &result
+            && self.0.begun().await
+        {
+            e.log();
+            if let Some((name, data)) = sse::frame(&StreamEvent::Error(e.envelope())) {
+                self.0.record(name, &data, None, false).await;
+            }
+        }
+        result
+    }
 }
 
 async fn run(
     delivery: &Delivery,
     jobs: &Jobs,
     job: &Job,
+    durable: Option<&Durable>,
     options: ImageStream,
-    events: &Events,
+    events: &impl Sink,
 ) -> Result<(), ApiError> {
     let mut frames = Frames {
         delivery,
@@ -55,14 +136,14 @@ async fn run(
     // Each image goes out the moment it is done, so the first of a batch is not held back
     // until the last is made.
     let mut sent = vec![false; job.seeds().len()];
-    let mut run = jobs.run_reporting(job);
+    let mut run = jobs.run_reporting(job, durable);
     let images = loop {
         let (index, update) = match run.next().await {
             Step::Update(index, update) => (index, update),
             Step::Image(index, image) => {
-                events.begin();
+                events.begin().await;
                 let event = frames.completed(index, image).await?;
-                if !events.send(&event).await {
+                if !events.send(index, true, &event).await {
                     return Ok(());
                 }
                 if let Some(sent) = sent.get_mut(index) {
@@ -73,13 +154,12 @@ async fn run(
             Step::Done(result) => break result?,
         };
         // The job is queued: from here on there is something to stream.
-        events.begin();
+        events.begin().await;
         if options.progress
             && let Some(p) = progress(index, &update)
         {
-            events
-                .send(&StreamEvent::Image(ImageEvent::progress(options.kind, p)))
-                .await;
+            let event = StreamEvent::Image(ImageEvent::progress(options.kind, p));
+            events.send(index, false, &event).await;
         }
         match update {
             JobUpdate::Progress { value, max, .. } => schedule.progress(index, value, max),
@@ -91,7 +171,7 @@ async fn run(
                 let Ok(event) = frames.partial(index, n, data).await else {
                     continue;
                 };
-                events.send(&event).await;
+                events.send(index, false, &event).await;
             }
             _ => {}
         }
@@ -103,7 +183,7 @@ async fn run(
             continue;
         }
         let event = frames.completed(index, image).await?;
-        if !events.send(&event).await {
+        if !events.send(index, true, &event).await {
             break;
         }
     }

@@ -61,7 +61,7 @@ impl Delivery {
     /// Runs an image request's job and answers with its images: one `ImagesResponse`, or a
     /// stream of image events. With `once` (an `Idempotency-Key`, or an SDK's attempt), the
     /// job is run once for every request that sends the key (or retries the attempt), on any
-    /// bridge of the database; streams are not re-attached, and run each time.
+    /// bridge of the database; a stream re-attached so gets the events so far, then the rest.
     pub async fn images(
         &self,
         jobs: &Jobs,
@@ -74,8 +74,8 @@ impl Delivery {
             return self.submit(jobs, headers, request, once, later, kept).await;
         }
         match (request.stream, once) {
-            (Some(options), _) => {
-                image_stream::image_stream(self, jobs.clone(), request.job, options).await
+            (Some(options), once) => {
+                image_stream::image_stream(self, jobs.clone(), request.job, options, once).await
             }
             (None, None) => {
                 let images = jobs.run(&request.job).await?;

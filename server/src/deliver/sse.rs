@@ -24,7 +24,7 @@ use axum::{
 };
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::ApiError;
+use crate::{error::ApiError, ledger::Listener};
 
 /// How a stream ends: image streams just end; chat streams end with `data: [DONE]`, after
 /// an error too.
@@ -66,15 +66,15 @@ impl Events {
     /// Sends an event (beginning the stream if it has not begun); false once the client has
     /// gone.
     pub async fn send(&self, event: &StreamEvent) -> bool {
-        let data = match serde_json::to_string(event) {
-            Ok(data) => data,
-            Err(e) => {
-                tracing::error!(error = %e, "could not serialise a stream event");
-                return false;
-            }
-        };
+        match frame(event) {
+            Some((name, data)) => self.send_frame(name, data).await,
+            None => false,
+        }
+    }
+
+    async fn send_frame(&self, name: Option<&str>, data: String) -> bool {
         let mut sse = Event::default().data(data);
-        if let Some(name) = event.name() {
+        if let Some(name) = name {
             sse = sse.event(name);
         }
         self.begin();
@@ -83,6 +83,28 @@ impl Events {
 
     async fn done(&self) -> bool {
         self.tx.send(Event::default().data(DONE)).await.is_ok()
+    }
+}
+
+/// An event as it goes on the wire: its name (if it has one) and its data.
+pub fn frame(event: &StreamEvent) -> Option<(Option<&'static str>, String)> {
+    match serde_json::to_string(event) {
+        Ok(data) => Some((event.name(), data)),
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialise a stream event");
+            None
+        }
+    }
+}
+
+/// A stream re-attached to a recorded job passes its recorded events on as they were.
+impl Listener for Events {
+    fn begin(&self) {
+        Events::begin(self);
+    }
+
+    async fn pass(&self, name: Option<&str>, data: String) -> bool {
+        self.send_frame(name, data).await
     }
 }
 

@@ -132,10 +132,15 @@ impl Jobs {
 
     /// As [`Jobs::run`], telling each job's progress as it happens: call [`Reporting::next`]
     /// until it returns [`Step::Done`].
-    pub fn run_reporting<'a>(&'a self, job: &'a Job) -> Reporting<'a> {
+    /// With `durable`, for a job recorded in the database, as [`Jobs::run_durable`].
+    pub fn run_reporting<'a>(
+        &'a self,
+        job: &'a Job,
+        durable: Option<&'a Durable>,
+    ) -> Reporting<'a> {
         let (tx, rx) = mpsc::unbounded_channel();
         Reporting {
-            generation: Box::pin(self.run_all(job, None, Some(tx))),
+            generation: Box::pin(self.run_all(job, durable, Some(tx))),
             updates: rx,
         }
     }

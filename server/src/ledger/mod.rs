@@ -3,10 +3,12 @@
 //! that times out and retries finds it still running; every later request with that key, on any
 //! bridge, waits for it and gets the same images. The same key with another request is refused.
 //! An OpenAI SDK's retry (`x-stainless-retry-count` above 0) without a key finds the job of its
-//! first attempt the same way: by its credentials and request, within [`RETRY_WINDOW`].
+//! first attempt the same way: by its credentials and request, within [`RETRY_WINDOW`]. A
+//! streamed job is recorded event by event, so its retries replay the stream and follow it.
 
 mod kept;
 mod later;
+mod streams;
 mod webhooks;
 
 use std::{future::Future, sync::Arc, time::Duration};
@@ -41,6 +43,7 @@ pub struct Ledger(Arc<Inner>);
 
 pub use kept::{Kept, KeptEdit, ToKeep};
 pub use later::{JobView, Later, Orphan, Scope, no_such_job};
+pub use streams::{Listener, Recorder};
 pub use webhooks::Webhooks;
 
 struct Inner {
@@ -489,7 +492,7 @@ impl Ledger {
     }
 
     /// Removes jobs older than a day, and finished jobs of SDK attempts older than
-    /// [`RETRY_WINDOW`], with their files, every few minutes until shutdown.
+    /// [`RETRY_WINDOW`], with their files and events, every few minutes until shutdown.
     pub fn spawn_sweeper(&self, shutdown: tokio_util::sync::CancellationToken) {
         let ledger = self.clone();
         tokio::spawn(async move {
@@ -530,6 +533,15 @@ impl Ledger {
                 self.0.objects.delete(&file.key).await?;
             }
         }
+        // A stream's events go with its job; those of a failed one (whose row went at once)
+        // after the retry window, once no follower can still be reading them.
+        sqlx::query(
+            "DELETE FROM job_events WHERE created_at < $1 \
+             AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.id = job_events.job_id)",
+        )
+        .bind(now - RETRY_WINDOW.as_millis() as i64)
+        .execute(self.0.db.pool())
+        .await?;
         Ok(())
     }
 }

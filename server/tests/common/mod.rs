@@ -340,7 +340,7 @@ pub fn input_of(graph: &Value, class: &str, input: &str) -> Value {
 }
 
 /// One server-sent event: its `event:` name, if any, and its `data:`.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SseEvent {
     pub event: Option<String>,
     pub data: String,
@@ -426,6 +426,20 @@ pub async fn assert_stream(res: reqwest::Response) -> reqwest::Response {
 /// Reads a whole streamed reply.
 pub async fn read_sse(res: reqwest::Response) -> Sse {
     parse_sse(&res.text().await.expect("stream read"))
+}
+
+/// The whole events in what a client read of a stream before it went away.
+pub fn events_read(raw: &str) -> Vec<SseEvent> {
+    let whole = raw.rfind("\n\n").map_or("", |end| &raw[..end + 2]);
+    parse_sse(whole).events
+}
+
+pub fn completed_images(events: &[SseEvent]) -> Vec<Vec<u8>> {
+    events
+        .iter()
+        .filter(|e| e.event.as_deref() == Some("image_generation.completed"))
+        .map(|e| decode_b64(&e.json()))
+        .collect()
 }
 
 /// Reads a stream until `needle` has come by, and returns what was read; fails if it does not
