@@ -95,6 +95,10 @@ struct Args {
     /// Unset: that part is skipped.
     #[arg(long, env = "BENCH_DATABASE_URL")]
     database_url: Option<String>,
+    /// Replicas: the share of a core each bridge gets in the capped runs: little enough that
+    /// the bridges, not the simulator or the clients beside them, are what limits the run.
+    #[arg(long, default_value_t = 0.1)]
+    replica_cpu: f64,
 }
 
 #[tokio::main]
@@ -127,6 +131,7 @@ async fn main() -> anyhow::Result<()> {
                     requests: args.requests,
                     clients: args.clients,
                     per_client: args.per_client,
+                    replica_cpu: args.replica_cpu,
                 };
                 report.replicas =
                     Some(replicas::run(&bin, &args.workflows, &settings, &http).await?);

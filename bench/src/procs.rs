@@ -85,6 +85,73 @@ impl Proc {
     }
 }
 
+/// A cap on one process's CPU: a cgroup of its own with a CFS quota (cgroup v1's `cpu`
+/// controller, or v2's `cpu.max`), removed when dropped. On one machine it stands in for a
+/// replica on a machine of its own: what several capped bridges do together shows how the
+/// bridge scales out, where uncapped ones would only share the same cores.
+pub struct CpuCap {
+    dir: PathBuf,
+    /// Where the process goes back to before the cgroup is removed.
+    parent: PathBuf,
+}
+
+impl CpuCap {
+    const PERIOD_US: u64 = 100_000;
+
+    /// Caps `pid` at `cores` CPUs; `None` where cgroups cannot be made (not root, or no CPU
+    /// controller), and the measurement is skipped.
+    pub fn new(pid: u32, cores: f64) -> Option<CpuCap> {
+        let quota = ((cores * Self::PERIOD_US as f64) as u64).max(1000);
+        let name = format!("bridge-bench-{pid}");
+        let v1 = Path::new("/sys/fs/cgroup/cpu");
+        let v2 = Path::new("/sys/fs/cgroup");
+        let (parent, limits): (&Path, Vec<(&str, String)>) =
+            if v1.join("cpu.cfs_quota_us").exists() || v1.join("cgroup.procs").exists() {
+                (
+                    v1,
+                    vec![
+                        ("cpu.cfs_period_us", Self::PERIOD_US.to_string()),
+                        ("cpu.cfs_quota_us", quota.to_string()),
+                    ],
+                )
+            } else if std::fs::read_to_string(v2.join("cgroup.controllers"))
+                .is_ok_and(|c| c.split_whitespace().any(|c| c == "cpu"))
+            {
+                // Children of the root get the controller only once it is enabled for them.
+                std::fs::write(v2.join("cgroup.subtree_control"), "+cpu").ok()?;
+                (
+                    v2,
+                    vec![("cpu.max", format!("{quota} {}", Self::PERIOD_US))],
+                )
+            } else {
+                return None;
+            };
+        let dir = parent.join(name);
+        std::fs::create_dir_all(&dir).ok()?;
+        let cap = CpuCap {
+            dir,
+            parent: parent.to_path_buf(),
+        };
+        for (file, value) in limits {
+            std::fs::write(cap.dir.join(file), value).ok()?;
+        }
+        std::fs::write(cap.dir.join("cgroup.procs"), pid.to_string()).ok()?;
+        Some(cap)
+    }
+}
+
+impl Drop for CpuCap {
+    fn drop(&mut self) {
+        // A cgroup with processes in it cannot be removed: any still running go back.
+        if let Ok(procs) = std::fs::read_to_string(self.dir.join("cgroup.procs")) {
+            for pid in procs.lines() {
+                let _ = std::fs::write(self.parent.join("cgroup.procs"), pid);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
 pub fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }

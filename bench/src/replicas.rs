@@ -2,7 +2,9 @@
 //! (its rows are the database's work on every image):
 //! - sequential latency with the gallery in SQLite and in PostgreSQL;
 //! - throughput at many clients through one bridge on PostgreSQL, then through two, each
-//!   client going to the two in turn, as a load balancer sends them.
+//!   client going to the two in turn, as a load balancer sends them;
+//! - the same with each bridge held to a share of a core (a cgroup's CPU quota), where this
+//!   process may make cgroups: two bridges that scale out make twice the images of one.
 //!
 //! Every bridge and the simulator are processes of their own.
 
@@ -11,6 +13,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use anyhow::Context;
 use futures::future::join_all;
 
 use crate::{
@@ -25,6 +28,8 @@ pub struct Settings {
     pub requests: usize,
     pub clients: usize,
     pub per_client: usize,
+    /// The share of a core each bridge gets in the capped runs.
+    pub replica_cpu: f64,
 }
 
 pub async fn run(
@@ -110,11 +115,46 @@ async fn measure(
         errors: two_errors,
     });
 
+    // The same again with each bridge held to a share of a core, as if each had a machine of
+    // its own: the two then have twice the CPU of one, and the rest of the cores stay free for
+    // the simulator, PostgreSQL and the clients.
+    let cores = settings.replica_cpu;
+    let capped = match procs::CpuCap::new(postgres.pid(), cores) {
+        Some(first_cap) => {
+            eprintln!("replicas: one bridge held to {cores} of a core");
+            let (one, one_errors) = load(http, &[&postgres], settings).await;
+            let second_cap = procs::CpuCap::new(second.pid(), cores)
+                .context("a CPU cap for the first bridge but not the second")?;
+            eprintln!("replicas: two bridges, each held to {cores} of a core");
+            let (two, two_errors) = load(http, &[&postgres, &second], settings).await;
+            drop((first_cap, second_cap));
+            rows.push(ReplicasRow {
+                setup: format!("1 bridge, PostgreSQL, {cores} core"),
+                p50_ms: None,
+                images_per_s: Some(one),
+                errors: one_errors,
+            });
+            rows.push(ReplicasRow {
+                setup: format!("2 bridges, one PostgreSQL, {cores} core each"),
+                p50_ms: None,
+                images_per_s: Some(two),
+                errors: two_errors,
+            });
+            Some(two / one)
+        }
+        None => {
+            eprintln!("replicas: capped runs skipped, no cgroup to cap a bridge's CPU with");
+            None
+        }
+    };
+
     Ok(Replicas {
         clients: settings.clients,
         requests: settings.requests,
         postgres_minus_sqlite_p50_ms: postgres_p50 - sqlite_p50,
         two_over_one: two / one,
+        replica_cpu: cores,
+        two_over_one_capped: capped,
         rows,
     })
 }

@@ -126,6 +126,10 @@ pub struct Replicas {
     pub requests: usize,
     pub postgres_minus_sqlite_p50_ms: f64,
     pub two_over_one: f64,
+    /// The share of a core each bridge got in the capped runs.
+    pub replica_cpu: f64,
+    /// Two capped bridges ÷ one; `None` where no cgroup could cap them.
+    pub two_over_one_capped: Option<f64>,
     pub rows: Vec<ReplicasRow>,
 }
 
@@ -161,6 +165,16 @@ impl Replicas {
             "\nPostgreSQL − SQLite p50: {:+.2} ms; two bridges ÷ one: {:.2}×.",
             self.postgres_minus_sqlite_p50_ms, self.two_over_one
         );
+        match self.two_over_one_capped {
+            Some(ratio) => {
+                let _ = writeln!(
+                    out,
+                    "Each bridge held to {} of a core: two bridges ÷ one: {ratio:.2}×.",
+                    self.replica_cpu
+                );
+            }
+            None => out.push_str("Capped runs skipped: no cgroup to cap a bridge's CPU with.\n"),
+        }
     }
 }
 
