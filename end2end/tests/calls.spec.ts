@@ -63,9 +63,10 @@ test("Copy as cURL on Generate gives a command that makes the image", async ({ p
   for (const png of made) expect(png.subarray(0, 8)).toEqual(PNG);
   expect(JSON.parse(answer).data.map((d: { seed: number }) => d.seed)).toEqual([77, 78]);
 
-  // The same settings through the page make the same first image.
+  // The same settings through the page make the same first image. Each image shows when it is
+  // done, so the second may be there before the first: look in the first image's own place.
   await page.getByRole("button", { name: "Generate" }).click();
-  const first = page.locator(".results img.final").first();
+  const first = page.locator(".results figure.slot").first().locator("img.final");
   await expect(first).toBeVisible({ timeout: 30_000 });
   const src = await first.getAttribute("src");
   expect(digest(Buffer.from(src!.split(",")[1], "base64")), "the page's first image is the command's").toBe(
