@@ -62,6 +62,12 @@ setup_node_tools() {
     fi
 }
 
+# Builds the bridge and its web app (arguments: `--release`). `--split` puts the pages that are
+# loaded lazily (Edit, Chat, Gallery) into wasm files of their own, fetched when first opened.
+build_app() {
+    cargo leptos build --split "$@"
+}
+
 setup_python() {
     local venv="$CACHE/venv"
     if [ ! -x "$venv/bin/python" ]; then

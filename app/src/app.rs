@@ -1,8 +1,9 @@
 use leptos::prelude::*;
 use leptos_meta::{HashedStylesheet, MetaTags, Title, provide_meta_context};
 use leptos_router::{
-    StaticSegment,
+    Lazy, LazyRoute, StaticSegment,
     components::{A, Route, Router, Routes},
+    lazy_route,
 };
 
 use crate::pages::{
@@ -63,12 +64,58 @@ pub fn App() -> impl IntoView {
                 <DemoBanner/>
                 <Routes fallback=|| view! { <p class="error">"Page not found."</p> }>
                     <Route path=StaticSegment("") view=HomePage/>
-                    <Route path=StaticSegment("edit") view=EditPage/>
-                    <Route path=StaticSegment("chat") view=ChatPage/>
-                    <Route path=StaticSegment("gallery") view=GalleryView/>
+                    <Route path=StaticSegment("edit") view={Lazy::<EditRoute>::new()}/>
+                    <Route path=StaticSegment("chat") view={Lazy::<ChatRoute>::new()}/>
+                    <Route path=StaticSegment("gallery") view={Lazy::<GalleryRoute>::new()}/>
                 </Routes>
             </main>
         </Router>
+    }
+}
+
+// Edit, Chat and Gallery are built into their own wasm files, which the browser fetches when one
+// of them is first opened: the first load carries Generate and what the pages share, no more.
+// Their data loads inside the pages, so `data` has nothing to start ahead of the code.
+
+struct EditRoute;
+
+#[lazy_route]
+impl LazyRoute for EditRoute {
+    fn data() -> Self {
+        EditRoute
+    }
+
+    fn view(this: Self) -> AnyView {
+        let EditRoute = this;
+        view! { <EditPage/> }.into_any()
+    }
+}
+
+struct ChatRoute;
+
+#[lazy_route]
+impl LazyRoute for ChatRoute {
+    fn data() -> Self {
+        ChatRoute
+    }
+
+    fn view(this: Self) -> AnyView {
+        let ChatRoute = this;
+        view! { <ChatPage/> }.into_any()
+    }
+}
+
+struct GalleryRoute;
+
+#[lazy_route]
+impl LazyRoute for GalleryRoute {
+    fn data() -> Self {
+        GalleryRoute
+    }
+
+    fn view(this: Self) -> AnyView {
+        let GalleryRoute = this;
+        view! { <GalleryView/> }.into_any()
     }
 }
 

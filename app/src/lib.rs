@@ -5,6 +5,8 @@
 
 pub mod api;
 mod app;
+#[cfg(feature = "hydrate")]
+pub mod hydration;
 mod pages;
 pub mod server_fns;
 

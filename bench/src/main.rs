@@ -370,7 +370,7 @@ async fn measure(
             bridge_errors,
         }),
         memory: Some(memory),
-        wasm: None,
+        wasm: Vec::new(),
         first_load: None,
         fleet: None,
         replicas: None,
@@ -430,22 +430,29 @@ fn rate(total: usize, elapsed: Duration, failures: Vec<usize>) -> (f64, usize) {
     ((total - failed) as f64 / elapsed.as_secs_f64(), failed)
 }
 
-/// The web app's wasm, raw and gzip-compressed, if it has been built.
-fn wasm_size(site_root: &std::path::Path) -> Option<Wasm> {
-    let file = std::fs::read_dir(site_root.join("pkg"))
-        .ok()?
+/// The web app's wasm files, raw and gzip-compressed, largest first; none if it has not been built.
+fn wasm_size(site_root: &std::path::Path) -> Vec<Wasm> {
+    let Ok(dir) = std::fs::read_dir(site_root.join("pkg")) else {
+        return Vec::new();
+    };
+    let mut files: Vec<Wasm> = dir
         .filter_map(Result::ok)
         .map(|e| e.path())
-        .find(|p| p.extension().is_some_and(|e| e == "wasm"))?;
-    let bytes = std::fs::metadata(&file).ok()?.len();
-    let gzip = std::process::Command::new("gzip")
-        .arg("-9c")
-        .arg(&file)
-        .output()
-        .ok()?;
-    Some(Wasm {
-        file: file.display().to_string(),
-        bytes,
-        gzip_bytes: gzip.stdout.len() as u64,
-    })
+        .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
+        .filter_map(|file| {
+            let bytes = std::fs::metadata(&file).ok()?.len();
+            let gzip = std::process::Command::new("gzip")
+                .arg("-9c")
+                .arg(&file)
+                .output()
+                .ok()?;
+            Some(Wasm {
+                file: file.file_name()?.to_string_lossy().into_owned(),
+                bytes,
+                gzip_bytes: gzip.stdout.len() as u64,
+            })
+        })
+        .collect();
+    files.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    files
 }

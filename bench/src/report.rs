@@ -13,7 +13,9 @@ pub struct Report {
     pub latency: Vec<LatencyRow>,
     pub concurrency: Option<ThroughputRow>,
     pub memory: Option<Memory>,
-    pub wasm: Option<Wasm>,
+    /// The web app's wasm files, largest first: the main one, then one per lazily loaded page
+    /// and what such pages share.
+    pub wasm: Vec<Wasm>,
     pub first_load: Option<FirstLoad>,
     pub fleet: Option<Fleet>,
     pub replicas: Option<Replicas>,
@@ -282,17 +284,19 @@ impl Report {
                 m.after_all_anonymous_mib
             );
         }
-        match &self.wasm {
-            Some(w) => {
+        if self.wasm.is_empty() {
+            out.push_str("\nWeb app bundle: not built (cargo leptos build --release).\n");
+        } else {
+            out.push_str("\n| web app wasm file | KB | gzip KB |\n|---|---|---|\n");
+            for w in &self.wasm {
                 let _ = writeln!(
                     out,
-                    "\nWeb app bundle `{}`: {:.0} KB, {:.0} KB gzip.",
+                    "| `{}` | {:.0} | {:.0} |",
                     w.file,
                     w.bytes as f64 / 1024.0,
                     w.gzip_bytes as f64 / 1024.0
                 );
             }
-            None => out.push_str("\nWeb app bundle: not built (cargo leptos build --release).\n"),
         }
         if let Some(f) = &self.first_load {
             out.push_str(

@@ -41,11 +41,45 @@ test("the web app's files carry their content hash and are cached for good", asy
   await expect(page.locator("select[name=model] option[value=sdxl]")).toHaveCount(1);
   const kinds = seen.map((s) => s.url.split(".").pop());
   for (const kind of ["js", "wasm", "css"]) expect(kinds).toContain(kind);
+  // The other pages' own files, and the loader that fetches them, as they are opened.
+  await page.getByRole("navigation", { name: "Main" }).getByRole("link", { name: "Gallery" }).click();
+  await expect(page.getByRole("heading", { name: "Gallery" })).toBeVisible();
+  expect(seen.map((s) => s.url).filter((u) => u.includes("gallery_route"))).toHaveLength(1);
   for (const file of seen) {
     expect(file.status, file.url).toBe(200);
-    expect(file.url).toMatch(/\/pkg\/comfyui-bridge\.[A-Za-z0-9_-]{22}\.(js|wasm|css)$/);
+    expect(file.url).toMatch(/\/pkg\/[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}\.(js|wasm|css)$/);
     expect(file.cache, file.url).toBe("public, max-age=31536000, immutable");
   }
+});
+
+test("Generate loads its own code only; each other page's comes when it is first opened", async ({ page }) => {
+  const wasm: string[] = [];
+  page.on("response", (r) => {
+    if (r.url().endsWith(".wasm")) wasm.push(new URL(r.url()).pathname);
+  });
+  const pages = (names: string[]) => names.filter((n) => /(edit|chat|gallery)_route/.test(n));
+  const main = page.getByRole("navigation", { name: "Main" });
+
+  await page.goto("/");
+  await chooseModel(page, "weightfree-txt2img");
+  expect(wasm).toHaveLength(1);
+
+  // Opened from Generate, Edit fetches its file and works.
+  await main.getByRole("link", { name: "Edit" }).click();
+  await expect(page.locator("select[name=model] option[value=weightfree-blend]")).toHaveCount(1);
+  expect(pages(wasm)).toEqual([expect.stringContaining("edit_route")]);
+  // Back on Generate, nothing more is fetched, and Chat is fetched when it is opened.
+  await main.getByRole("link", { name: "Generate" }).click();
+  await expect(page.locator("textarea[name=prompt]")).toBeVisible();
+  await main.getByRole("link", { name: "Chat" }).click();
+  await expect(page.locator("textarea[name=message]")).toBeVisible();
+  await expect.poll(() => pages(wasm)).toEqual([expect.stringContaining("edit_route"), expect.stringContaining("chat_route")]);
+
+  // A page opened at its own address comes with its file, and is hydrated: its model list arrives.
+  wasm.length = 0;
+  await page.goto("/edit");
+  await expect(page.locator("select[name=model] option[value=weightfree-blend]")).toHaveCount(1);
+  expect(pages(wasm)).toEqual([expect.stringContaining("edit_route")]);
 });
 
 test("Ctrl+Enter generates, and a seed that is not a number is said, not replaced", async ({ page }) => {

@@ -141,10 +141,13 @@ pub(crate) fn provide_studio() {
         },
         history: ArcRwSignal::new(Vec::new()),
     };
-    // Effects run in the browser only, after hydration: the server's page and the browser's
-    // first render agree, and what was kept comes in after.
+    // In the browser only, once the page is hydrated: the server's page and the browser's first
+    // render agree, and what was kept comes in after.
     #[cfg(feature = "hydrate")]
-    browser::keep(&studio);
+    {
+        let studio = studio.clone();
+        crate::hydration::after_hydration(move || browser::keep(&studio));
+    }
     provide_context(studio);
 }
 
