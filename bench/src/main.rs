@@ -453,6 +453,6 @@ fn wasm_size(site_root: &std::path::Path) -> Vec<Wasm> {
             })
         })
         .collect();
-    files.sort_by(|a, b| b.bytes.cmp(&a.bytes));
+    files.sort_by_key(|w| std::cmp::Reverse(w.bytes));
     files
 }
