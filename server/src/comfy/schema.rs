@@ -2,9 +2,14 @@
 //! ground truth for whether a workflow can run there (its node types exist, its model files
 //! are installed, its values are in range).
 
-use std::{collections::HashMap, sync::Arc};
+use std::{
+    borrow::Cow,
+    collections::{BTreeMap, HashMap},
+    sync::Arc,
+};
 
-use serde_json::Value;
+use serde::Deserialize;
+use serde_json::{Value, value::RawValue};
 
 /// What one server can run.
 #[derive(Debug, Default)]
@@ -21,9 +26,11 @@ pub struct NodeSchema {
     /// server sends none (older ComfyUI), as the parsed JSON does not keep its key order.
     /// ComfyUI's frontend lays out a node's widgets in this order.
     pub order: Option<Vec<String>>,
-    /// Each input's spec as sent (`["INT", {"min": 0, …}]`): the options `InputSpec` drops
-    /// (`control_after_generate`, `forceInput`, `image_upload`, …) decide a node's widgets.
-    pub specs: HashMap<String, Value>,
+    /// Each input's spec as sent (`["INT", {"min": 0, …}]`), kept as text and read through
+    /// [`NodeSchema::spec`]: the options `InputSpec` drops (`control_after_generate`,
+    /// `forceInput`, `image_upload`, …) decide a node's widgets, which only importing a
+    /// UI-format workflow asks for.
+    specs: HashMap<String, Box<RawValue>>,
     /// The name ComfyUI's menus show (`display_name`), a node's title unless it was renamed.
     pub display_name: Option<String>,
 }
@@ -69,51 +76,28 @@ pub enum InputSpec {
 impl ObjectInfo {
     /// Reads `/object_info`'s body. Classes or inputs in shapes it does not know are kept as
     /// unchecked rather than refused: a newer ComfyUI must not make every model unavailable.
-    pub fn parse(body: &Value) -> ObjectInfo {
-        let Some(map) = body.as_object() else {
-            return ObjectInfo::default();
+    ///
+    /// A server with many custom nodes lists megabytes of schemas, mostly descriptions and
+    /// outputs the bridge never reads. So the body is never built into one JSON tree: each
+    /// class's parts are found in the text and only the inputs are parsed, one at a time.
+    /// Parsing the whole tree held about twenty times the body's size at once.
+    pub fn from_json(body: &str) -> Result<ObjectInfo, serde_json::Error> {
+        let map: HashMap<Cow<'_, str>, &RawValue> = match serde_json::from_str(body) {
+            Ok(map) => map,
+            Err(e) if e.is_data() => return Ok(ObjectInfo::default()),
+            Err(e) => return Err(e),
         };
         let classes = map
-            .iter()
-            .map(|(name, info)| {
-                let mut schema = NodeSchema::default();
-                let mut order = Vec::new();
-                for section in ["required", "optional"] {
-                    let Some(inputs) = info["input"][section].as_object() else {
-                        continue;
-                    };
-                    for (input, spec) in inputs {
-                        schema.inputs.insert(input.clone(), InputSpec::parse(spec));
-                        schema.specs.insert(input.clone(), spec.clone());
-                        if section == "required" {
-                            schema.required.push(input.clone());
-                        }
-                    }
-                    let listed = info["input_order"][section].as_array();
-                    let listed: Vec<&str> = listed
-                        .into_iter()
-                        .flatten()
-                        .filter_map(Value::as_str)
-                        .filter(|n| inputs.contains_key(*n))
-                        .collect();
-                    order.extend(listed.iter().map(|n| n.to_string()));
-                    // The frontend puts inputs missing from `input_order` last; their JSON key
-                    // order is lost here, so name order stands in for it.
-                    order.extend(
-                        inputs
-                            .keys()
-                            .filter(|n| !listed.contains(&n.as_str()))
-                            .cloned(),
-                    );
-                }
-                if info["input_order"].is_object() {
-                    schema.order = Some(order);
-                }
-                schema.display_name = info["display_name"].as_str().map(str::to_owned);
-                (name.clone(), schema)
-            })
+            .into_iter()
+            .map(|(name, info)| (name.into_owned(), NodeSchema::from_json(info)))
             .collect();
-        ObjectInfo { classes }
+        Ok(ObjectInfo { classes })
+    }
+
+    /// The same from a JSON value, for tests that write their schemas with `json!`.
+    #[cfg(test)]
+    pub fn from_value(body: &Value) -> ObjectInfo {
+        ObjectInfo::from_json(&body.to_string()).expect("a JSON value's text parses")
     }
 
     pub fn class(&self, name: &str) -> Option<&NodeSchema> {
@@ -126,6 +110,92 @@ impl ObjectInfo {
 
     pub fn is_empty(&self) -> bool {
         self.classes.is_empty()
+    }
+}
+
+/// One class's entry, as raw parts: each is parsed only as far as it is read.
+#[derive(Deserialize)]
+struct ClassParts<'a> {
+    #[serde(borrow, default)]
+    input: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    input_order: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    display_name: Option<&'a RawValue>,
+}
+
+#[derive(Deserialize)]
+struct SectionParts<'a> {
+    #[serde(borrow, default)]
+    required: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    optional: Option<&'a RawValue>,
+}
+
+/// `raw` read as `T`, or `None` where it has another shape.
+fn lenient<'a, T: Deserialize<'a>>(raw: Option<&'a RawValue>) -> Option<T> {
+    raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+}
+
+impl NodeSchema {
+    fn from_json(info: &RawValue) -> NodeSchema {
+        let mut schema = NodeSchema::default();
+        let Some(parts) = lenient::<ClassParts>(Some(info)) else {
+            return schema;
+        };
+        let sections = lenient::<SectionParts>(parts.input);
+        let listed_order = lenient::<HashMap<Cow<'_, str>, Value>>(parts.input_order);
+        let mut order = Vec::new();
+        for section in ["required", "optional"] {
+            let raw = sections.as_ref().and_then(|s| match section {
+                "required" => s.required,
+                _ => s.optional,
+            });
+            // Name order, as the frontend's own fallback for inputs missing from `input_order`.
+            let Some(inputs) = lenient::<BTreeMap<Cow<'_, str>, &RawValue>>(raw) else {
+                continue;
+            };
+            for (input, spec) in &inputs {
+                let parsed: Value = serde_json::from_str(spec.get()).unwrap_or(Value::Null);
+                schema
+                    .inputs
+                    .insert(input.to_string(), InputSpec::parse(&parsed));
+                schema.specs.insert(input.to_string(), (*spec).to_owned());
+                if section == "required" {
+                    schema.required.push(input.to_string());
+                }
+            }
+            let listed: Vec<&str> = listed_order
+                .as_ref()
+                .and_then(|o| o.get(section))
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .filter(|n| inputs.contains_key(*n))
+                .collect();
+            order.extend(listed.iter().map(|n| n.to_string()));
+            order.extend(
+                inputs
+                    .keys()
+                    .filter(|n| !listed.contains(&n.as_ref()))
+                    .map(|n| n.to_string()),
+            );
+        }
+        if listed_order.is_some() {
+            schema.order = Some(order);
+        }
+        schema.display_name = lenient::<Option<String>>(parts.display_name).flatten();
+        schema
+    }
+
+    /// An input's spec as the server sent it (`["INT", {"min": 0, …}]`); null when the class
+    /// has no such input.
+    pub fn spec(&self, input: &str) -> Value {
+        self.specs
+            .get(input)
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .unwrap_or(Value::Null)
     }
 }
 
@@ -166,7 +236,7 @@ mod tests {
 
     #[test]
     fn reads_every_spec_shape() {
-        let info = ObjectInfo::parse(&json!({
+        let info = ObjectInfo::from_value(&json!({
             "CheckpointLoaderSimple": {"input": {"required": {
                 "ckpt_name": [["a.safetensors", "b.safetensors"], {"tooltip": "…"}]}}},
             "KSampler": {"input": {"required": {
@@ -203,8 +273,35 @@ mod tests {
     }
 
     #[test]
+    fn odd_shapes_leave_only_their_own_part_unchecked() {
+        let info = ObjectInfo::from_value(&json!({
+            "Half": {"input": {"required": "not an object", "optional": {"a\"b": ["INT", {}]}},
+                     "input_order": ["not", "an", "object"], "display_name": 7},
+            "Empty": {},
+            "Text": "a class that is no object"
+        }));
+        let half = info.class("Half").unwrap();
+        assert_eq!(
+            half.inputs["a\"b"],
+            InputSpec::Int {
+                min: None,
+                max: None
+            }
+        );
+        assert!(half.required.is_empty());
+        assert_eq!(
+            (half.order.clone(), half.display_name.clone()),
+            (None, None)
+        );
+        assert!(info.class("Empty").unwrap().inputs.is_empty());
+        assert!(info.class("Text").unwrap().inputs.is_empty());
+        assert!(ObjectInfo::from_json("[1, 2]").unwrap().is_empty());
+        assert!(ObjectInfo::from_json("{\"cut\": ").is_err());
+    }
+
+    #[test]
     fn keeps_input_order_display_name_and_raw_specs() {
-        let info = ObjectInfo::parse(&json!({
+        let info = ObjectInfo::from_value(&json!({
             "CLIPLoader": {
                 "input": {"required": {"type": [["sd3", "lumina2"]], "clip_name": [[]]},
                           "optional": {"device": [["default", "cpu"], {"advanced": true}]}},
@@ -216,7 +313,7 @@ mod tests {
         let order: Vec<&str> = clip.order.iter().flatten().map(String::as_str).collect();
         assert_eq!(order, ["clip_name", "type", "device"]);
         assert_eq!(clip.display_name.as_deref(), Some("Load CLIP"));
-        assert_eq!(clip.specs["device"][1]["advanced"], json!(true));
+        assert_eq!(clip.spec("device")[1]["advanced"], json!(true));
         let old = info.class("Old").unwrap();
         assert_eq!(old.order, None);
         assert_eq!(old.display_name, None);
@@ -224,9 +321,8 @@ mod tests {
 
     #[test]
     fn a_real_servers_object_info_parses() {
-        let real: Value =
-            serde_json::from_str(include_str!("../templates/testdata/node_schemas.json")).unwrap();
-        let info = ObjectInfo::parse(&real);
+        let info =
+            ObjectInfo::from_json(include_str!("../templates/testdata/node_schemas.json")).unwrap();
         assert!(!info.is_empty());
         let ksampler = info.class("KSampler").expect("KSampler");
         assert!(matches!(

@@ -209,8 +209,11 @@ impl ComfyServer {
                 res.status().as_u16()
             )));
         }
-        let body: Value = res.json().await?;
-        let info = Arc::new(ObjectInfo::parse(&body));
+        let body = res.text().await?;
+        let info = ObjectInfo::from_json(&body)
+            .map_err(|e| ComfyError::BadResponse(format!("/object_info is not JSON: {e}")))?;
+        drop(body);
+        let info = Arc::new(info);
         tracing::info!(server = %self.url, classes = info.len(), "read what the server can run");
         *self.info.lock().unwrap_or_else(|p| p.into_inner()) = Some(info.clone());
         self.info_read.send_replace(());

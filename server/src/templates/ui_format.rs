@@ -378,8 +378,7 @@ impl<'a> Graph<'a> {
             }
         }
         for (name, value) in inputs.iter_mut() {
-            let dynamic = schema.specs.get(name).map(|s| &s[1]["dynamicPrompts"]);
-            if dynamic == Some(&json!(true))
+            if schema.spec(name)[1]["dynamicPrompts"] == json!(true)
                 && let Value::String(text) = value
             {
                 *text = dynamic_prompt(text).map_err(|()| {
@@ -438,7 +437,7 @@ impl<'a> Graph<'a> {
         let mut sockets = Vec::new();
         let mut widgets = Vec::new();
         for name in order {
-            let (ty, kind) = classify(schema.specs.get(name).unwrap_or(&Value::Null));
+            let (ty, kind) = classify(&schema.spec(name));
             let saved = node.inputs.iter().find(|s| &s.name == name);
             let slot = |widget: Option<String>| Slot {
                 name: name.clone(),
@@ -704,10 +703,11 @@ impl Layout {
                  0.3.30?), so its widget values cannot be named; {EXPORT_API}"
             ));
         };
-        let spec = |name: &str| schema.specs.get(name).unwrap_or(&Value::Null);
+        let spec = |name: &str| schema.spec(name);
         let required = order.iter().filter(|n| schema.required.contains(n)).count();
         for name in order {
-            let options = &spec(name)[1];
+            let spec = spec(name);
+            let options = &spec[1];
             if let Some(flag) = ["audio_upload", "file_upload"]
                 .into_iter()
                 .find(|f| truthy(&options[*f]))
@@ -722,7 +722,7 @@ impl Layout {
         // combo that takes uploads, as one more required input.
         let upload = order[..required].iter().any(|n| {
             let s = spec(n);
-            matches!(classify(s).0.as_str(), "COMBO")
+            matches!(classify(&s).0.as_str(), "COMBO")
                 && ["image_upload", "video_upload", "animated_image_upload"]
                     .iter()
                     .any(|f| s[1][*f] == json!(true))
@@ -735,9 +735,10 @@ impl Layout {
                 widgets.push(Widget::Frontend("upload"));
                 legacy.push(false);
             }
-            let options = &spec(name)[1];
+            let spec = spec(name);
+            let options = &spec[1];
             let control = &options["control_after_generate"];
-            let (ty, kind) = classify(spec(name));
+            let (ty, kind) = classify(&spec);
             match kind {
                 Kind::Socket => {
                     if truthy(&options["forceInput"]) {

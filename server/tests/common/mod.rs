@@ -105,15 +105,16 @@ impl Harness {
         self.dir.join("data")
     }
 
-    /// Waits until the bridge's event socket to ComfyUI is up, as it is moments after start.
+    /// Waits until the bridge's event socket to ComfyUI is up and it has read the server's node
+    /// schemas (which give the models' options), as it has moments after start.
     pub async fn wait_for_socket(&self) {
-        for _ in 0..200 {
-            if self.sim.sim.socket_count() > 0 {
+        for _ in 0..1000 {
+            if self.sim.sim.socket_count() > 0 && !self.bridge.state.models.schemas().is_empty() {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("the bridge never opened its event socket");
+        panic!("the bridge never opened its event socket or never read /object_info");
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {

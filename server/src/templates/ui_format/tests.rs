@@ -11,7 +11,7 @@ const OBJECT_INFO: &str = include_str!("../testdata/ui/object_info.json");
 const WORKFLOWS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../workflows");
 
 fn info() -> ObjectInfo {
-    ObjectInfo::parse(&serde_json::from_str(OBJECT_INFO).expect("object_info.json"))
+    ObjectInfo::from_json(OBJECT_INFO).expect("object_info.json")
 }
 
 fn fixture(name: &str) -> Value {
@@ -432,7 +432,7 @@ fn seed_controls_and_upload_buttons_take_a_slot_each() {
 /// FLOAT one when told to, and a combo told to a control combo and a filter box.
 #[test]
 fn control_widgets_follow_the_frontends_rules() {
-    let info = ObjectInfo::parse(&json!({"Controls": {
+    let info = ObjectInfo::from_value(&json!({"Controls": {
         "input": {"required": {
             "seed": ["INT", {}],
             "noise_seed": ["INT", {"control_after_generate": false}],
@@ -614,7 +614,7 @@ fn unknown_and_frontend_drawn_node_types_are_refused() {
 
 #[test]
 fn a_server_without_input_order_cannot_name_widgets() {
-    let info = ObjectInfo::parse(&json!({"SaveImage": {"input": {"required": {
+    let info = ObjectInfo::from_value(&json!({"SaveImage": {"input": {"required": {
         "images": ["IMAGE"], "filename_prefix": ["STRING", {"default": "ComfyUI"}]}}}}));
     let e = to_api(&ui(&[save_image(1, None)], json!([])), &info)
         .expect_err("no input_order")
