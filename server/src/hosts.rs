@@ -2,7 +2,10 @@
 //! `WEBHOOK_HOSTS`): `host` for any port, or `host:port`. Nothing else is ever reached, so no
 //! request can make the bridge reach into the network it runs in.
 
+use std::{sync::Arc, time::Duration};
+
 use reqwest::Url;
+use tokio::sync::OnceCell;
 
 #[derive(Clone, Debug, Default)]
 pub struct HostList(Vec<String>);
@@ -36,5 +39,48 @@ impl HostList {
         self.0
             .iter()
             .any(|allowed| *allowed == host || Some(allowed) == with_port.as_ref())
+    }
+}
+
+/// The HTTP client for the allowed hosts, made when first needed: most bridges never fetch an
+/// image or send a webhook, and making a client reads and keeps the system's root
+/// certificates (a few hundred KB). It follows no redirects, so a host on the list cannot send
+/// the bridge to one that is not.
+#[derive(Clone)]
+pub struct HostClient {
+    timeout: Duration,
+    client: Arc<OnceCell<reqwest::Client>>,
+}
+
+impl HostClient {
+    pub fn new(timeout: Duration) -> HostClient {
+        HostClient {
+            timeout,
+            client: Arc::default(),
+        }
+    }
+
+    /// The client; `None` only if one cannot be made (the TLS backend failed to start).
+    pub async fn get(&self) -> Option<reqwest::Client> {
+        let timeout = self.timeout;
+        let made = self
+            .client
+            .get_or_try_init(|| async move {
+                // Reading the certificate files is blocking work.
+                tokio::task::spawn_blocking(move || {
+                    reqwest::Client::builder()
+                        .redirect(reqwest::redirect::Policy::none())
+                        .timeout(timeout)
+                        .connect_timeout(Duration::from_secs(5))
+                        .build()
+                        .map_err(
+                            |e| tracing::error!(error = %e, "no HTTP client for allowed hosts"),
+                        )
+                })
+                .await
+                .map_err(|_| ())?
+            })
+            .await;
+        made.ok().cloned()
     }
 }

@@ -16,7 +16,7 @@ use super::Ledger;
 use crate::{
     db::Engine as DbEngine,
     error::{ApiError, ErrorCode},
-    hosts::HostList,
+    hosts::{HostClient, HostList},
     objects::now_ms,
 };
 
@@ -27,7 +27,7 @@ const MAX_WAIT: Duration = Duration::from_secs(30);
 
 #[derive(Clone)]
 pub struct Webhooks {
-    client: reqwest::Client,
+    client: HostClient,
     hosts: HostList,
     secret: Option<Vec<u8>>,
 }
@@ -35,12 +35,7 @@ pub struct Webhooks {
 impl Webhooks {
     pub fn new(hosts: &[String], secret: Option<&str>) -> Webhooks {
         Webhooks {
-            client: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(Duration::from_secs(10))
-                .connect_timeout(Duration::from_secs(5))
-                .build()
-                .unwrap_or_default(),
+            client: HostClient::new(Duration::from_secs(10)),
             hosts: HostList::new(hosts),
             secret: secret.map(str::trim).filter(|s| !s.is_empty()).map(key),
         }
@@ -182,10 +177,10 @@ impl Ledger {
         let timestamp = now_ms() / 1000;
         // One id per job's outcome: every attempt, from any bridge, carries the same.
         let delivery = format!("job_{}", due.id);
-        let sent = self
-            .0
-            .webhooks
-            .client
+        let Some(client) = self.0.webhooks.client.get().await else {
+            anyhow::bail!("no HTTP client for webhooks");
+        };
+        let sent = client
             .post(&due.url)
             .header("content-type", "application/json")
             .header("webhook-id", &delivery)

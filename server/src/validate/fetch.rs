@@ -4,26 +4,23 @@
 
 use std::time::Duration;
 
-use crate::{error::ApiError, hosts::HostList};
+use crate::{
+    error::ApiError,
+    hosts::{HostClient, HostList},
+};
 use bytes::{Bytes, BytesMut};
 use futures::StreamExt;
 
 #[derive(Clone)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    client: HostClient,
     hosts: HostList,
 }
 
 impl Fetcher {
     pub fn new(hosts: &[String]) -> Self {
-        let client = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(Duration::from_secs(30))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
         Fetcher {
-            client,
+            client: HostClient::new(Duration::from_secs(30)),
             hosts: HostList::new(hosts),
         }
     }
@@ -41,7 +38,10 @@ impl Fetcher {
                 format!("The image at '{param}' could not be fetched: {why}."),
             )
         };
-        let res = self.client.get(url).send().await.map_err(|e| {
+        let client = self.client.get().await.ok_or_else(|| {
+            ApiError::Internal("the bridge could not make its HTTP client".into())
+        })?;
+        let res = client.get(url).send().await.map_err(|e| {
             failed(if e.is_timeout() {
                 "timed out".into()
             } else {
