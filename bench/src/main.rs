@@ -24,7 +24,9 @@ use futures::future::join_all;
 use bridge::Call;
 use direct::Direct;
 use procs::Proc;
-use report::{FirstLoad, LatencyRow, Memory, Report, ThroughputRow, Wasm, mib, percentile};
+use report::{
+    ChatMemory, FirstLoad, LatencyRow, Memory, Report, ThroughputRow, Wasm, mib, percentile,
+};
 use workflow::{MODEL, Workflow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -235,10 +237,49 @@ async fn single(
     };
     let _ = std::fs::remove_dir_all(&data);
     let mut report = result?;
+    if let Some(memory) = &mut report.memory {
+        memory.chat = Some(tokenizer_cost(args, bin, &comfyui, http).await?);
+    }
     report.backend = backend;
     report.wasm = wasm_size(&args.site_root);
     report.first_load = first_load.transpose()?;
     Ok(report)
+}
+
+/// What the first chat request adds, which loads the tokenizer: measured on a bridge of its
+/// own, idle and then after one chat stream, so that no other load's memory is counted in.
+async fn tokenizer_cost(
+    args: &Args,
+    bin: &std::path::Path,
+    comfyui: &str,
+    http: &reqwest::Client,
+) -> anyhow::Result<ChatMemory> {
+    eprintln!("memory of a fresh bridge before and after its first chat request");
+    let data = std::env::temp_dir().join(format!("bridge-bench-{}", uuid::Uuid::new_v4().simple()));
+    let site_root = args.site_root.display().to_string();
+    let bridge = procs::start_bridge_with(
+        bin,
+        comfyui,
+        &args.workflows,
+        &data,
+        args.gallery,
+        &[("LEPTOS_SITE_ROOT", &site_root)],
+    )?;
+    let measured = async {
+        procs::wait_ready(http, &format!("{}/health", bridge.url)).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let (idle, _) = bridge.memory()?;
+        bridge::call(http, &bridge.url, MODEL, Call::ChatStream, 512).await?;
+        let (after, _) = bridge.memory()?;
+        anyhow::Ok(ChatMemory {
+            idle_rss_mib: mib(idle),
+            rss_after_chat_mib: mib(after),
+        })
+    }
+    .await;
+    drop(bridge);
+    let _ = std::fs::remove_dir_all(&data);
+    measured
 }
 
 /// The web app's first load in headless Chromium at 10 Mbit/s, cold and warm
@@ -280,15 +321,12 @@ async fn measure(
         "{errors} requests failed while measuring memory"
     );
     let (_, peak) = bridge.memory()?;
-    // Chat's tokenizer is loaded by the first chat request; its cost is shown on its own.
-    bridge::call(http, &bridge.url, MODEL, Call::ChatStream, 512).await?;
-    let (with_tokenizer, _) = bridge.memory()?;
     let mut memory = Memory {
         idle_rss_mib: mib(idle_rss),
         idle_anonymous_mib: mib(idle_anonymous),
         clients: args.memory_clients,
         peak_hwm_mib: mib(peak),
-        rss_after_chat_mib: mib(with_tokenizer),
+        chat: None,
         rss_after_all_mib: 0.0,
         after_all_anonymous_mib: 0.0,
         requests_before_after_all: 0,

@@ -63,12 +63,18 @@ pub struct ThroughputRow {
 }
 
 #[derive(Serialize)]
+pub struct ChatMemory {
+    pub idle_rss_mib: f64,
+    pub rss_after_chat_mib: f64,
+}
+
+#[derive(Serialize)]
 pub struct Memory {
     pub idle_rss_mib: f64,
     pub clients: usize,
     pub peak_hwm_mib: f64,
-    /// After the first chat request, which loads the tokenizer.
-    pub rss_after_chat_mib: f64,
+    /// A fresh bridge's RSS before and after its first chat request, which loads the tokenizer.
+    pub chat: Option<ChatMemory>,
     /// Of the idle RSS, the process's own memory (heap and stacks); the rest is mapped
     /// pages of the binary and libraries.
     pub idle_anonymous_mib: f64,
@@ -268,11 +274,13 @@ impl Report {
                 "| peak RSS (VmHWM), {} concurrent 512x512 b64_json clients | {:.1} |",
                 m.clients, m.peak_hwm_mib
             );
-            let _ = writeln!(
-                out,
-                "| RSS after the first chat request (tokenizer loaded) | {:.1} |",
-                m.rss_after_chat_mib
-            );
+            if let Some(chat) = &m.chat {
+                let _ = writeln!(
+                    out,
+                    "| a fresh bridge's RSS after its first chat request (tokenizer loaded), idle before it {:.1} | {:.1} |",
+                    chat.idle_rss_mib, chat.rss_after_chat_mib
+                );
+            }
             let _ = writeln!(
                 out,
                 "| RSS idle after the whole run ({} requests) | {:.1} |",
