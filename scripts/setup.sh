@@ -64,8 +64,10 @@ setup_node_tools() {
 
 # Builds the bridge and its web app (arguments: `--release`). `--split` puts the pages that are
 # loaded lazily (Edit, Chat, Gallery) into wasm files of their own, fetched when first opened.
+# `--precompress` writes each web app file's `.br` and `.gz` at the best levels, which the
+# server sends as they are; cargo-leptos does it for release builds only.
 build_app() {
-    cargo leptos build --split "$@"
+    cargo leptos build --split --precompress "$@"
 }
 
 setup_python() {

@@ -39,6 +39,7 @@ async fn the_web_apps_files_are_compressed_and_revalidated() {
     assert_eq!(res.status(), 200);
     assert_eq!(res.headers()["content-encoding"], "br");
     assert_eq!(res.headers()["cache-control"], "no-cache");
+    assert_eq!(res.headers()["vary"], "accept-encoding");
     let modified = res.headers()["last-modified"].clone();
     let body = res.bytes().await.unwrap();
     assert!(body.len() < 2_000, "{} bytes of brotli", body.len());
@@ -75,6 +76,39 @@ async fn the_web_apps_files_are_compressed_and_revalidated() {
 
     let res = h.fetch("/pkg/nothing-here.js").await;
     assert_eq!(res.status(), 404);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn files_compressed_ahead_are_sent_as_they_are() {
+    let dir = site();
+    let pkg = dir.join("pkg");
+    let name = "comfyui-bridge.3q2-7wAAAAAAAAAAAAAAAA.wasm";
+    // As `cargo leptos build --release --precompress` leaves them beside the file.
+    std::fs::write(pkg.join(format!("{name}.br")), b"brotli made at build time").unwrap();
+    std::fs::write(pkg.join(format!("{name}.gz")), b"gzip made at build time").unwrap();
+    let h = start_with(|c| c.site_root = dir.clone()).await;
+    let url = format!("{}/pkg/{name}", h.url);
+    let get = |accept: &'static str| h.http.get(&url).header("accept-encoding", accept).send();
+
+    let res = get("gzip, br").await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-encoding"], "br");
+    assert_eq!(res.headers()["content-type"], "application/wasm");
+    assert_eq!(res.headers()["vary"], "accept-encoding");
+    assert_eq!(
+        res.headers()["cache-control"],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(res.bytes().await.unwrap(), "brotli made at build time");
+
+    let res = get("gzip").await.unwrap();
+    assert_eq!(res.headers()["content-encoding"], "gzip");
+    assert_eq!(res.bytes().await.unwrap(), "gzip made at build time");
+
+    let res = get("identity").await.unwrap();
+    assert!(res.headers().get("content-encoding").is_none());
+    assert_eq!(res.bytes().await.unwrap().as_ref(), [0u8; 16]);
     let _ = std::fs::remove_dir_all(dir);
 }
 
