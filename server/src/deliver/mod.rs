@@ -17,7 +17,6 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use base64::Engine;
 use bytes::Bytes;
 
 use crate::{
@@ -185,9 +184,8 @@ impl Delivery {
         images: Vec<Generated>,
     ) -> Result<Bytes, ApiError> {
         let (mut reply, inline) = self.reply(base, job, images).await?;
-        let base64 = base64::engine::general_purpose::STANDARD;
         for (item, image) in reply.data.iter_mut().zip(inline) {
-            item.b64_json = Some(base64.encode(&image));
+            item.b64_json = Some(b64_body::encode(&image));
         }
         serde_json::to_vec(&reply)
             .map(Bytes::from)
@@ -239,16 +237,15 @@ impl Delivery {
         how: Carrier<'_>,
     ) -> Result<String, ApiError> {
         let bytes = encode::transcode(image, output).await?;
-        let base64 = base64::engine::general_purpose::STANDARD;
         Ok(match how {
-            Carrier::Base64 => base64.encode(&bytes),
+            Carrier::Base64 => b64_body::encode(&bytes),
             Carrier::DataUrl => {
                 let mime = output.format.mime();
                 let mut out = String::with_capacity(bytes.len() * 4 / 3 + mime.len() + 16);
                 out.push_str("data:");
                 out.push_str(mime);
                 out.push_str(";base64,");
-                base64.encode_string(&bytes, &mut out);
+                b64_body::encode_into(&bytes, &mut out);
                 out
             }
             Carrier::Url(base) => {
