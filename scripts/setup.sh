@@ -64,10 +64,16 @@ setup_node_tools() {
 
 # Builds the bridge and its web app (arguments: `--release`). `--split` puts the pages that are
 # loaded lazily (Edit, Chat, Gallery) into wasm files of their own, fetched when first opened.
-# `--precompress` writes each web app file's `.br` and `.gz` at the best levels, which the
-# server sends as they are; cargo-leptos does it for release builds only.
+# `--precompress` writes each web app file's `.br` (brotli's best level) and `.gz`, which the
+# server sends as they are; cargo-leptos does it for release builds only. Its gzip made the
+# main wasm 504 KB where `gzip -9` makes 433, and browsers on plain HTTP to another host
+# (a bridge on the LAN) take gzip only, so those files are made again with `gzip -9`.
 build_app() {
     cargo leptos build --split --precompress "$@"
+    local gz
+    while IFS= read -r -d '' gz; do
+        gzip -9 -n -c "${gz%.gz}" > "$gz"
+    done < <(find "$ROOT/target/site" -name '*.gz' -print0)
 }
 
 setup_python() {

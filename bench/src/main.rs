@@ -468,7 +468,8 @@ fn rate(total: usize, elapsed: Duration, failures: Vec<usize>) -> (f64, usize) {
     ((total - failed) as f64 / elapsed.as_secs_f64(), failed)
 }
 
-/// The web app's wasm files, raw and gzip-compressed, largest first; none if it has not been built.
+/// The web app's wasm files, raw and compressed as the bridge sends them, largest first; none
+/// if it has not been built.
 fn wasm_size(site_root: &std::path::Path) -> Vec<Wasm> {
     let Ok(dir) = std::fs::read_dir(site_root.join("pkg")) else {
         return Vec::new();
@@ -479,15 +480,28 @@ fn wasm_size(site_root: &std::path::Path) -> Vec<Wasm> {
         .filter(|p| p.extension().is_some_and(|e| e == "wasm"))
         .filter_map(|file| {
             let bytes = std::fs::metadata(&file).ok()?.len();
-            let gzip = std::process::Command::new("gzip")
-                .arg("-9c")
-                .arg(&file)
-                .output()
-                .ok()?;
+            let beside = |ext: &str| {
+                let mut name = file.clone().into_os_string();
+                name.push(ext);
+                std::fs::metadata(name).ok().map(|m| m.len())
+            };
+            // Without the build's own (a development build), as `gzip -9` makes it.
+            let gzip_bytes = match beside(".gz") {
+                Some(n) => n,
+                None => {
+                    let gzip = std::process::Command::new("gzip")
+                        .arg("-9c")
+                        .arg(&file)
+                        .output()
+                        .ok()?;
+                    gzip.stdout.len() as u64
+                }
+            };
             Some(Wasm {
                 file: file.file_name()?.to_string_lossy().into_owned(),
                 bytes,
-                gzip_bytes: gzip.stdout.len() as u64,
+                gzip_bytes,
+                brotli_bytes: beside(".br"),
             })
         })
         .collect();

@@ -89,7 +89,11 @@ pub struct Memory {
 pub struct Wasm {
     pub file: String,
     pub bytes: u64,
+    /// As the bridge sends it to a browser that takes gzip: the build's `.gz` beside the file.
     pub gzip_bytes: u64,
+    /// As the bridge sends it to a browser that takes brotli: the build's `.br` beside the
+    /// file; `None` when the build made none (the bridge then compresses as it sends).
+    pub brotli_bytes: Option<u64>,
 }
 
 #[derive(Serialize)]
@@ -295,11 +299,14 @@ impl Report {
         if self.wasm.is_empty() {
             out.push_str("\nWeb app bundle: not built (cargo leptos build --release).\n");
         } else {
-            out.push_str("\n| web app wasm file | KB | gzip KB |\n|---|---|---|\n");
+            out.push_str("\n| web app wasm file | KB | gzip KB | brotli KB |\n|---|---|---|---|\n");
             for w in &self.wasm {
+                let brotli = w
+                    .brotli_bytes
+                    .map_or("–".into(), |b| format!("{:.0}", b as f64 / 1024.0));
                 let _ = writeln!(
                     out,
-                    "| `{}` | {:.0} | {:.0} |",
+                    "| `{}` | {:.0} | {:.0} | {brotli} |",
                     w.file,
                     w.bytes as f64 / 1024.0,
                     w.gzip_bytes as f64 / 1024.0
