@@ -16,29 +16,68 @@ const COMFYUI_KEYS: [&[u8]; 2] = [b"prompt", b"workflow"];
 /// `parameters` chunk written right after the header, where readers look first. Anything that
 /// is not a well-formed PNG comes back unchanged. Copies chunks, never decodes pixels.
 pub fn stamp(png: Bytes, params: &Parameters, mode: ImageMetadata) -> Bytes {
-    let Some(chunks) = chunks(&png) else {
+    let Some((head, tail_at)) = restamped_head(&png, params, mode) else {
         return png;
     };
+    // The head is rewritten and the rest (the image data, most of the file) kept as it is.
+    // ComfyUI's chunks sit in the head and are larger than ours, so the new head usually fits
+    // where the old one was: written there, the image is never copied, nor a second buffer of
+    // its size allocated. A 1024x1024 image is 3 MB.
+    let png = match png.try_into_mut() {
+        Ok(mut buf) if head.len() <= tail_at => {
+            let start = tail_at - head.len();
+            buf[start..tail_at].copy_from_slice(&head);
+            bytes::Buf::advance(&mut buf, start);
+            return buf.freeze();
+        }
+        Ok(buf) => buf.freeze(),
+        Err(shared) => shared,
+    };
+    let mut out = BytesMut::with_capacity(head.len() + png.len() - tail_at);
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&png[tail_at..]);
+    out.freeze()
+}
+
+/// The stamped file up to where it goes on unchanged, and where that is in `png`: the first
+/// chunk after which nothing is dropped or added.
+fn restamped_head(
+    png: &[u8],
+    params: &Parameters,
+    mode: ImageMetadata,
+) -> Option<(Vec<u8>, usize)> {
+    let chunks = chunks(png)?;
     let ours =
         (mode != ImageMetadata::None).then(|| text_chunk(PARAMETERS_KEY, &params.to_a1111()));
-    let mut out = BytesMut::with_capacity(png.len() + ours.as_ref().map_or(0, Vec::len));
-    out.extend_from_slice(SIGNATURE);
-    for chunk in chunks {
-        let keep = match text_keyword(chunk) {
+    let keep: Vec<bool> = chunks
+        .iter()
+        .map(|chunk| match text_keyword(chunk) {
             Some(key) if key == PARAMETERS_KEY.as_bytes() => false,
             Some(key) if COMFYUI_KEYS.contains(&key) => mode == ImageMetadata::Comfyui,
             _ => true,
-        };
-        if keep {
-            out.extend_from_slice(chunk);
+        })
+        .collect();
+    // The header is first (`chunks` checks) and ours goes right after it, so the unchanged
+    // rest starts after the last chunk dropped, or after the header.
+    let unchanged_from = keep.iter().rposition(|k| !k).map_or(1, |i| i + 1);
+    let mut head = Vec::with_capacity(SIGNATURE.len() + ours.as_ref().map_or(0, Vec::len) + 64);
+    head.extend_from_slice(SIGNATURE);
+    for (i, chunk) in chunks[..unchanged_from].iter().enumerate() {
+        if keep[i] {
+            head.extend_from_slice(chunk);
         }
-        if &chunk[4..8] == b"IHDR"
+        if i == 0
             && let Some(ours) = &ours
         {
-            out.extend_from_slice(ours);
+            head.extend_from_slice(ours);
         }
     }
-    out.freeze()
+    let tail_at = SIGNATURE.len()
+        + chunks[..unchanged_from]
+            .iter()
+            .map(|c| c.len())
+            .sum::<usize>();
+    Some((head, tail_at))
 }
 
 /// Every chunk, whole (length, type, data, CRC); `None` unless the file is a PNG whose chunks
@@ -151,6 +190,59 @@ mod tests {
         let none = stamp(comfy_png(), &params(), ImageMetadata::None);
         assert!(png_text(&none).is_empty());
         image::load_from_memory(&none).unwrap();
+    }
+
+    /// Every chunk looked at and copied: what `stamp` must give, however it gets there.
+    fn stamped_whole(png: &[u8], params: &Parameters, mode: ImageMetadata) -> Vec<u8> {
+        let ours = text_chunk(PARAMETERS_KEY, &params.to_a1111());
+        let mut out = SIGNATURE.to_vec();
+        for chunk in chunks(png).unwrap() {
+            let keep = match text_keyword(chunk) {
+                Some(key) if key == PARAMETERS_KEY.as_bytes() => false,
+                Some(key) if COMFYUI_KEYS.contains(&key) => mode == ImageMetadata::Comfyui,
+                _ => true,
+            };
+            if keep {
+                out.extend_from_slice(chunk);
+            }
+            if &chunk[4..8] == b"IHDR" && mode != ImageMetadata::None {
+                out.extend_from_slice(&ours);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_image_data_is_kept_where_it_is_when_the_new_head_fits() {
+        // As ComfyUI writes it: a graph far larger than the parameters that replace it.
+        let graph = format!(r#"{{"nodes": [{}]}}"#, r#"{"id": 1}, "#.repeat(100));
+        let texts = [
+            ("prompt".to_string(), graph.clone()),
+            ("workflow".to_string(), graph),
+        ];
+        let rgb: Vec<u8> = (0..64 * 64 * 3).map(|i| (i * 31 % 251) as u8).collect();
+        let fresh = || Bytes::from(sim::encode_png(&rgb, 64, 64, 3, &texts).unwrap());
+        for mode in [
+            ImageMetadata::Parameters,
+            ImageMetadata::Comfyui,
+            ImageMetadata::None,
+        ] {
+            let expected = stamped_whole(&fresh(), &params(), mode);
+
+            let png = fresh();
+            let at = png.as_ptr() as usize..png.as_ptr() as usize + png.len();
+            let out = stamp(png, &params(), mode);
+            assert_eq!(out, expected, "{mode:?}");
+            // Where ours is no larger than what it replaces, the result is the same buffer.
+            let in_place = at.contains(&(out.as_ptr() as usize));
+            assert_eq!(in_place, mode != ImageMetadata::Comfyui, "{mode:?}");
+
+            // A buffer something else still holds is never written to.
+            let png = fresh();
+            let held = png.clone();
+            assert_eq!(stamp(png, &params(), mode), expected, "{mode:?}");
+            assert_eq!(held, fresh());
+        }
     }
 
     #[test]
