@@ -142,6 +142,7 @@ impl Jobs {
         Reporting {
             generation: Box::pin(self.run_all(job, durable, Some(tx))),
             updates: rx,
+            result: None,
         }
     }
 
@@ -326,6 +327,8 @@ impl Attempt<'_> {
 pub struct Reporting<'a> {
     generation: Pin<Box<dyn Future<Output = Result<Vec<Generated>, ApiError>> + Send + 'a>>,
     updates: mpsc::UnboundedReceiver<(usize, Report)>,
+    /// The result, held back while updates sent before it are still to be read.
+    result: Option<Result<Vec<Generated>, ApiError>>,
 }
 
 pub enum Step {
@@ -340,13 +343,27 @@ pub enum Step {
 impl Reporting<'_> {
     /// The next update, or the result. Updates that arrived before the result come first.
     pub async fn next(&mut self) -> Step {
-        tokio::select! {
-            biased;
-            Some((index, report)) = self.updates.recv() => match report {
-                Report::Update(update) => Step::Update(index, update),
-                Report::Made(image) => Step::Image(index, image),
-            },
-            result = &mut self.generation => Step::Done(result),
+        let step = |(index, report)| match report {
+            Report::Update(update) => Step::Update(index, update),
+            Report::Made(image) => Step::Image(index, image),
+        };
+        if self.result.is_none() {
+            // One poll of the generation may both send updates and finish it.
+            tokio::select! {
+                biased;
+                Some(sent) = self.updates.recv() => return step(sent),
+                result = &mut self.generation => self.result = Some(result),
+            }
+        }
+        match (self.updates.try_recv(), self.result.take()) {
+            (Ok(sent), result) => {
+                self.result = result;
+                step(sent)
+            }
+            (Err(_), Some(result)) => Step::Done(result),
+            (Err(_), None) => Step::Done(Err(ApiError::Internal(
+                "a generation was asked for its result twice".into(),
+            ))),
         }
     }
 }
