@@ -236,6 +236,27 @@ async fn finished_jobs_leave_no_history_behind() {
     panic!("history entries were not deleted");
 }
 
+#[tokio::test]
+async fn a_run_the_socket_heard_whole_is_collected_without_asking_history() {
+    let h = start().await;
+    h.wait_for_socket().await;
+    let (status, body) = h
+        .generate(json!({"prompt": "x", "model": MODEL, "size": "64x64", "n": 2}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let images: Vec<_> = body["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(decode_b64)
+        .collect();
+    assert_eq!(images.len(), 2);
+    assert!(images.iter().all(|png| dimensions(png) == (64, 64)));
+    assert_ne!(images[0], images[1], "each image is its own");
+    // The socket's `executed` messages named the files, as history would have.
+    assert_eq!(h.sim.sim.history_reads(), 0);
+}
+
 /// Weight-free workflows that end in each kind of image output ComfyUI has.
 fn output_variants() -> std::path::PathBuf {
     let dir = scratch_dir();

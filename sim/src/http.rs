@@ -333,6 +333,7 @@ async fn get_history(State(inner): Shared, Query(q): Query<HashMap<String, Strin
 }
 
 async fn get_history_item(State(inner): Shared, Path(id): Path<String>) -> Response {
+    inner.history_reads.fetch_add(1, Ordering::Relaxed);
     let st = inner.lock();
     match st.history.get(&id) {
         Some(h) => json_ok(json!({ id: h.entry })),

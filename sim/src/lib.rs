@@ -48,6 +48,8 @@ pub(crate) struct Inner {
     wake: Notify,
     /// The processing-interrupted flag; checked between nodes and sampler steps.
     interrupt: AtomicBool,
+    /// `GET /history/{id}` requests answered, so tests can see what a client asked for.
+    history_reads: AtomicU64,
     worker: Mutex<Option<JoinHandle<()>>>,
 }
 
@@ -119,6 +121,7 @@ impl Simulator {
             sockets: Mutex::new(Sockets::default()),
             wake: Notify::new(),
             interrupt: AtomicBool::new(false),
+            history_reads: AtomicU64::new(0),
             worker: Mutex::new(None),
         });
         inner.ensure_worker();
@@ -201,6 +204,11 @@ impl Simulator {
 
     pub fn history_len(&self) -> usize {
         self.inner.lock().history.len()
+    }
+
+    /// How many `GET /history/{id}` requests this server has answered.
+    pub fn history_reads(&self) -> u64 {
+        self.inner.history_reads.load(Ordering::Relaxed)
     }
 
     /// The files now in the input directory, newest first (`sub/name` for subfolders): what

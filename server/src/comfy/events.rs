@@ -10,6 +10,13 @@ pub(crate) enum JobEvent {
         node: Option<String>,
         data: Bytes,
     },
+    /// `executed`: node `node` produced this UI output, as its history entry will list it.
+    Executed {
+        node: String,
+        output: serde_json::Value,
+    },
+    /// `execution_success`: every node ran; `Finished` follows.
+    Succeeded,
     /// `executing` with `node: null`: the prompt is finished and its history entry written.
     Finished,
     /// The socket reconnected; events may have been missed while it was down.

@@ -179,6 +179,7 @@ impl ComfyServer {
 
         let mut failures = 0u32;
         let mut socket_images: Vec<(Option<String>, bytes::Bytes)> = Vec::new();
+        let mut heard = Heard::default();
         let entry = loop {
             let wait = if self.socket_connected() {
                 QUIET_POLL
@@ -187,14 +188,30 @@ impl ComfyServer {
             };
             let check_history = tokio::select! {
                 event = rx.recv() => match event {
-                    Some(JobEvent::Update(update)) => { send(update); false }
+                    Some(JobEvent::Update(update)) => {
+                        heard.started |= matches!(update, JobUpdate::Started);
+                        send(update);
+                        false
+                    }
                     Some(JobEvent::Image { node, data }) => {
                         send(JobUpdate::Preview { mime: "image/png", data: data.clone(), whole: true });
                         socket_images.push((node, data));
                         false
                     }
-                    Some(JobEvent::Finished | JobEvent::SocketUp) => true,
-                    Some(JobEvent::SocketDown) | None => false,
+                    Some(JobEvent::Executed { node, output }) => {
+                        heard.outputs.insert(node, output);
+                        false
+                    }
+                    Some(JobEvent::Succeeded) => { heard.succeeded = true; false }
+                    Some(JobEvent::Finished) => {
+                        if let Some(entry) = heard.entry() {
+                            break entry;
+                        }
+                        true
+                    }
+                    Some(JobEvent::SocketUp) => { heard.gap = true; true }
+                    Some(JobEvent::SocketDown) => { heard.gap = true; false }
+                    None => false,
                 },
                 () = sleep(wait) => true,
                 () = sleep_until(deadline) => return Err(ComfyError::Timeout(timeout)),
@@ -334,6 +351,32 @@ impl ComfyServer {
     }
 }
 
+/// What the socket told of one prompt. When it heard the whole run, from its start to its
+/// success, it knows the outputs as history would list them, and saves a history round trip
+/// on every job; anything less, and history decides.
+#[derive(Default)]
+struct Heard {
+    started: bool,
+    succeeded: bool,
+    /// The socket dropped or reconnected while the prompt ran: events may be missing.
+    gap: bool,
+    outputs: serde_json::Map<String, Value>,
+}
+
+impl Heard {
+    /// A history entry built from the socket's messages, when they tell the whole run.
+    fn entry(&mut self) -> Option<Value> {
+        if !(self.started && self.succeeded) || self.gap {
+            return None;
+        }
+        let outputs = std::mem::take(&mut self.outputs);
+        Some(serde_json::json!({
+            "status": {"status_str": "success", "completed": true},
+            "outputs": outputs,
+        }))
+    }
+}
+
 /// Reads why a prompt failed from the last message of its history status.
 fn failure(status: &Value) -> ComfyError {
     let last = status["messages"].as_array().and_then(|m| {
@@ -375,6 +418,38 @@ mod tests {
             failure(&status).to_string(),
             "ComfyUI failed while running node 2 (ImageToMask): IndexError: index 3 is out of bounds for dimension 3 with size 3"
         );
+    }
+
+    #[test]
+    fn the_socket_stands_in_for_history_only_when_it_heard_the_whole_run() {
+        let image = json!({"images": [{"filename": "a.png", "subfolder": "", "type": "output"}]});
+        let whole = || Heard {
+            started: true,
+            succeeded: true,
+            gap: false,
+            outputs: [("9".to_string(), image.clone())].into_iter().collect(),
+        };
+        let entry = whole().entry().expect("a whole run");
+        assert_eq!(entry["status"]["status_str"], "success");
+        assert_eq!(entry["outputs"]["9"], image);
+
+        let partial = [
+            Heard {
+                started: false,
+                ..whole()
+            },
+            Heard {
+                succeeded: false,
+                ..whole()
+            },
+            Heard {
+                gap: true,
+                ..whole()
+            },
+        ];
+        for mut heard in partial {
+            assert!(heard.entry().is_none());
+        }
     }
 
     #[test]

@@ -144,6 +144,15 @@ fn handle_text(server: &Arc<ComfyServer>, text: &str) {
                 JobEvent::Finished
             }
         },
+        // A cached output node with no UI sends `output: null`; history lists nothing for it.
+        "executed" => match (data["node"].as_str(), &data["output"]) {
+            (Some(node), output @ Value::Object(_)) => JobEvent::Executed {
+                node: node.to_string(),
+                output: output.clone(),
+            },
+            _ => return,
+        },
+        "execution_success" => JobEvent::Succeeded,
         "progress" => JobEvent::Update(JobUpdate::Progress {
             node: data["node"].as_str().map(str::to_string),
             value: data["value"].as_f64().unwrap_or(0.0).max(0.0) as u64,
