@@ -10,6 +10,7 @@ mod fleet;
 mod procs;
 mod replicas;
 mod report;
+mod wire;
 mod workflow;
 
 use std::{
@@ -27,6 +28,7 @@ use procs::Proc;
 use report::{
     ChatMemory, FirstLoad, LatencyRow, Memory, Report, ThroughputRow, Wasm, mib, percentile,
 };
+use wire::Wire;
 use workflow::{MODEL, Workflow};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -332,9 +334,13 @@ async fn measure(
         requests_before_after_all: 0,
     };
 
+    let wire = Wire::start()?;
     let mut latency = Vec::new();
     for size in [512, 1024] {
         eprintln!("sequential latency at {size}x{size}");
+        // Every reply at one size is as long as this one: the same image, the same fields.
+        let reply_len = bridge::call(http, &bridge.url, MODEL, Call::B64Json, size).await?;
+        let mut wire_times = Vec::with_capacity(args.requests);
         let calls: &[Call] = if size == 512 {
             &[Call::B64Json, Call::Url, Call::ChatStream]
         } else {
@@ -355,6 +361,9 @@ async fn measure(
                 times[i].push(start.elapsed());
                 cpu[i] += bridge.cpu_time()?.saturating_sub(cpu_before);
             }
+            let start = Instant::now();
+            wire.fetch(http, reply_len).await?;
+            wire_times.push(start.elapsed());
         }
         let (d50, d90) = (
             percentile(&direct_times, 50.0),
@@ -381,6 +390,18 @@ async fn measure(
                 cpu_ms_per_request: Some(cpu[i].as_secs_f64() * 1000.0 / args.requests as f64),
             });
         }
+        latency.push(LatencyRow {
+            scenario: format!(
+                "a b64_json reply's {} KB alone, over HTTP",
+                reply_len / 1000
+            ),
+            size,
+            p50_ms: percentile(&wire_times, 50.0),
+            p90_ms: percentile(&wire_times, 90.0),
+            overhead_p50_ms: None,
+            overhead_p90_ms: None,
+            cpu_ms_per_request: None,
+        });
     }
 
     eprintln!("throughput with {} clients", args.clients);
@@ -392,8 +413,12 @@ async fn measure(
     tokio::time::sleep(Duration::from_secs(2)).await;
     memory.rss_after_all_mib = mib(bridge.memory()?.0);
     memory.after_all_anonymous_mib = mib(bridge.anonymous_memory()?);
-    memory.requests_before_after_all =
-        3 * 2 + args.memory_clients * 4 + 1 + args.requests * 5 + args.clients * args.per_client;
+    memory.requests_before_after_all = 3 * 2
+        + args.memory_clients * 4
+        + 2
+        + 1
+        + args.requests * 5
+        + args.clients * args.per_client;
     Ok(Report {
         backend: String::new(),
         requests: args.requests,
